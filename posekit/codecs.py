@@ -1,0 +1,124 @@
+"""Keypoints <-> heatmaps, kept apart from models and datasets.
+
+A model declares its supervised outputs as :class:`OutputSpec` data (stride, target kind and its
+settings, loss); :func:`build_codec` turns one spec plus the input size into a codec whose ``encode``
+makes the training target of that output and whose ``decode`` reads keypoints back from it. All
+coordinates handed to or returned by a codec are in *input-crop pixels*; mapping to the image is the
+crop's inverse affine (:func:`posekit.data.transforms.crop_to_image`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What one supervised output of a model is trained against.
+
+    stride: input pixels per heatmap pixel (4 for HRNet).
+    target: "gaussian" (official HRNet target, unnormalised peak 1, integer centre).
+    sigma: Gaussian standard deviation in heatmap pixels.
+    loss: "mse" (MSE with target weights) or "ohkm" (online hard keypoint mining, keeps ``topk``).
+    weight: multiplier of this output's loss in the total.
+    """
+
+    stride: int = 4
+    target: str = "gaussian"
+    sigma: float = 2.0
+    loss: str = "mse"
+    weight: float = 1.0
+    topk: int = 8
+
+
+class GaussianHeatmap:
+    """The official HRNet target (spec 1.2) and decoder (argmax + quarter offset, spec 1.4)."""
+
+    def __init__(self, input_hw: Tuple[int, int], heatmap_hw: Tuple[int, int], sigma: float, post_process: bool = True):
+        self.input_hw = (int(input_hw[0]), int(input_hw[1]))
+        self.heatmap_hw = (int(heatmap_hw[0]), int(heatmap_hw[1]))
+        self.sigma = float(sigma)
+        self.post_process = post_process
+        # (x, y) input pixels per heatmap pixel
+        self.stride_xy = np.array([input_hw[1] / heatmap_hw[1], input_hw[0] / heatmap_hw[0]], dtype=np.float64)
+
+    def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """keypoints K x 2 (input pixels), visible K (> 0 means supervised) -> heatmaps K x h x w, weights K."""
+        h, w = self.heatmap_hw
+        num = keypoints.shape[0]
+        weight = (np.asarray(visible) > 0).astype(np.float32)
+        tmp = self.sigma * 3
+        size = 2 * tmp + 1
+        # int() truncates toward zero in the official code; np.trunc reproduces it for negative values too
+        mu = np.trunc(keypoints / self.stride_xy + 0.5)
+        ul = np.trunc(mu - tmp)
+        br = np.trunc(mu + tmp + 1)
+        outside = (ul[:, 0] >= w) | (ul[:, 1] >= h) | (br[:, 0] < 0) | (br[:, 1] < 0)
+        weight[outside] = 0.0
+        # The patch centre is ul + size // 2 (equal to mu for integer 3 sigma, as the official patch).
+        centre = ul + size // 2
+        xs = np.arange(w, dtype=np.float64)
+        ys = np.arange(h, dtype=np.float64)
+        gx = np.exp(-((xs[None, :] - centre[:, :1]) ** 2) / (2 * self.sigma ** 2))
+        gy = np.exp(-((ys[None, :] - centre[:, 1:]) ** 2) / (2 * self.sigma ** 2))
+        gx *= (xs[None, :] >= ul[:, :1]) & (xs[None, :] < br[:, :1])
+        gy *= (ys[None, :] >= ul[:, 1:]) & (ys[None, :] < br[:, 1:])
+        heatmaps = gy[:, :, None] * gx[:, None, :]
+        heatmaps *= (weight > 0.5)[:, None, None]
+        return heatmaps.astype(np.float32).reshape(num, h, w), weight
+
+    def decode(self, heatmaps: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
+        """N x K x h x w heatmaps -> (N x K x 2 coordinates in input pixels, N x K scores = max value)."""
+        coords, maxvals = argmax_quarter_offset(heatmaps, self.post_process)
+        return coords * self.stride_xy, maxvals
+
+
+def argmax_quarter_offset(heatmaps: ArrayLike, post_process: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+    """Official ``get_final_preds`` on heatmap coordinates: argmax, then 0.25 px toward the higher neighbour.
+
+    Returns coordinates in heatmap pixels (N x K x 2) and the maxima (N x K). Maxima <= 0 give (0, 0).
+    """
+    hm = heatmaps.detach().float().cpu().numpy() if isinstance(heatmaps, torch.Tensor) else np.asarray(heatmaps, dtype=np.float32)
+    n, k, h, w = hm.shape
+    flat = hm.reshape(n, k, h * w)
+    idx = flat.argmax(axis=2)
+    maxvals = np.take_along_axis(flat, idx[..., None], axis=2)[..., 0]
+    coords = np.stack([idx % w, idx // w], axis=-1).astype(np.float64)
+    coords *= (maxvals > 0)[..., None]
+    if post_process:
+        px = np.floor(coords[..., 0] + 0.5).astype(np.int64)
+        py = np.floor(coords[..., 1] + 0.5).astype(np.int64)
+        inside = (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
+        pxc, pyc = np.clip(px, 1, w - 2), np.clip(py, 1, h - 2)
+        ni, ki = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
+        dx = hm[ni, ki, pyc, pxc + 1] - hm[ni, ki, pyc, pxc - 1]
+        dy = hm[ni, ki, pyc + 1, pxc] - hm[ni, ki, pyc - 1, pxc]
+        coords[..., 0] += np.where(inside, 0.25 * np.sign(dx), 0.0)
+        coords[..., 1] += np.where(inside, 0.25 * np.sign(dy), 0.0)
+    return coords, maxvals.astype(np.float64)
+
+
+def flip_back(heatmaps: torch.Tensor, flip_perm: Sequence[int], shift: bool = True) -> torch.Tensor:
+    """Heatmaps of a mirrored input -> heatmaps of the original (width reversed, left/right swapped).
+
+    ``shift`` moves the result one pixel right (column 0 keeps its value), as the official HRNet flip test
+    does to compensate the x' = W - 1 - x mirroring on the coarser heatmap grid.
+    """
+    out = heatmaps.flip(-1)[:, list(flip_perm)]
+    if shift:
+        out = out.clone()
+        out[..., 1:] = out[..., :-1].clone()
+    return out
+
+
+def build_codec(spec: OutputSpec, input_hw: Tuple[int, int], post_process: bool = True) -> GaussianHeatmap:
+    """The codec for one declared output at a given input size."""
+    heatmap_hw = (input_hw[0] // spec.stride, input_hw[1] // spec.stride)
+    if spec.target == "gaussian":
+        return GaussianHeatmap(input_hw, heatmap_hw, spec.sigma, post_process=post_process)
+    raise ValueError(f"unknown target kind {spec.target!r}")

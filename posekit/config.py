@@ -1,0 +1,230 @@
+"""Configs: plain YAML files mapped onto dataclasses, with ``--set key=value`` overrides.
+
+Every recipe number of a paper lives in its YAML file; the defaults below are the official HRNet COCO
+recipe so that a short YAML only states what differs. Unknown keys and wrong types are errors that name
+the file and the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    name: str = "hrnet_w32"
+    num_keypoints: int = 17
+    # Gaussian sigma (heatmap px) of the final output; other outputs keep their declared ratio to it.
+    sigma: float = 2.0
+    # Weights for the whole model (posekit safetensors or an official checkpoint) ...
+    weights: Optional[str] = None
+    # ... or for the backbone only (ImageNet, official key names; the head stays initialised).
+    pretrained: Optional[str] = None
+    # Extra keyword arguments for the builder (e.g. width, stage_modules for a custom HRNet).
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    # coco | lsp | synthetic
+    format: str = "coco"
+    root: str = "data/coco"
+    skeleton: str = "coco"
+    train_ann: str = "annotations/person_keypoints_train2017.json"
+    train_images: str = "train2017"
+    val_ann: str = "annotations/person_keypoints_val2017.json"
+    val_images: str = "val2017"
+    # LSP only: the LSP-extended folder (training data added to LSP's first 1000 images).
+    extra_root: Optional[str] = None
+    input_size: List[int] = field(default_factory=lambda: [256, 192])   # height, width
+    box_padding: float = 1.25
+    color_rgb: bool = True
+    mean: List[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: List[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    # Cap on the number of records read per split (0 = all); for smoke runs.
+    limit: int = 0
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = True
+    scale_factor: float = 0.35          # s *= clip(N(0,1) * f + 1, 1 - f, 1 + f)
+    rotation_factor: float = 45.0       # r = clip(N(0,1) * f, -2f, 2f) ...
+    rotation_prob: float = 0.6          # ... applied with this probability (official HRNet; paper: U(-45, 45))
+    half_body_prob: float = 0.3
+    half_body_min_joints: int = 8       # half-body needs more than this many labelled joints
+    half_body_scale: float = 1.5
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 210
+    batch_size: int = 32                # per process
+    optimizer: str = "adam"             # adam | adamw | sgd
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0           # the official yaml's 1e-4 is not passed to Adam
+    lr_schedule: str = "multistep"      # multistep (per epoch) | cosine | linear (per iteration, to 0) | constant
+    lr_steps: List[int] = field(default_factory=lambda: [170, 200])
+    lr_factor: float = 0.1
+    warmup_iters: int = 0
+    warmup_factor: float = 0.001
+    workers: int = 4
+    amp: str = "auto"                   # auto (bf16/fp16 on CUDA, off on CPU) | off | bf16 | fp16
+    device: str = "auto"                # auto | cpu | cuda | cuda:N
+    seed: int = 0
+    checkpoint_every: int = 1000        # steps; a checkpoint is also written at every epoch end
+    eval_every: int = 10                # epochs; 0 = only at the end
+    max_steps: int = 0                  # stop after this many steps in total (0 = run all epochs)
+    time_limit: float = 0.0             # seconds; stop (with a checkpoint) when reached (0 = none)
+    max_unreadable_fraction: float = 0.01
+    grad_clip: float = 0.0
+
+
+@dataclass
+class TestConfig:
+    metric: str = "coco"                # coco | pck
+    batch_size: int = 32
+    flip_test: bool = True
+    shift_heatmap: bool = True
+    post_process: bool = True
+    use_gt_bbox: bool = True
+    det_file: Optional[str] = None
+    image_thre: float = 0.0
+    in_vis_thre: float = 0.2
+    oks_thre: float = 0.9
+    pck_alpha: float = 0.2
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+    output_dir: str = "runs/default"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @property
+    def input_hw(self) -> Tuple[int, int]:
+        return int(self.data.input_size[0]), int(self.data.input_size[1])
+
+
+def _check_type(value: Any, annotation: Any, where: str, source: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Union:
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_type(value, inner[0], where, source)
+    if annotation is Any:
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}", source)
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}", source)
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}", source)
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}", source)
+        return value
+    if origin in (list, List):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}", source)
+        return [_check_type(v, args[0], f"{where}[{i}]", source) for i, v in enumerate(value)]
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}", source)
+        return dict(value)
+    return value
+
+
+def _apply(obj: Any, values: Dict[str, Any], prefix: str, source: str) -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in values.items():
+        where = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown key {where!r} (known: {', '.join(sorted(names))})", source)
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where} must be a mapping, got {value!r}", source)
+            _apply(current, value, where + ".", source)
+        else:
+            setattr(obj, key, _check_type(value, hints[key], where, source))
+
+
+def config_from_dict(values: Dict[str, Any], source: str = "<config>") -> Config:
+    cfg = Config()
+    if values:
+        if not isinstance(values, dict):
+            raise ConfigError("top level must be a mapping", source)
+        _apply(cfg, values, "", source)
+    return cfg
+
+
+def load_config(path: Optional[Union[str, Path]], overrides: Sequence[str] = ()) -> Config:
+    """Read a YAML config (None: defaults) and apply ``key.sub=value`` overrides (values parsed as YAML)."""
+    values: Dict[str, Any] = {}
+    source = str(path) if path is not None else "<defaults>"
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config: {exc.strerror}", path) from None
+        try:
+            values = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"not valid YAML: {str(exc).splitlines()[0]}", path) from None
+    cfg = config_from_dict(values, source)
+    apply_overrides(cfg, overrides)
+    return cfg
+
+
+def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.sub=value", "--set")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        nested: Dict[str, Any] = {}
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+        # A bare word that YAML reads as a number stays valid for str fields (e.g. a folder named 2017).
+        try:
+            _apply(cfg, nested, "", "--set")
+        except ConfigError:
+            if not isinstance(value, str):
+                node[parts[-1]] = raw
+                _apply(cfg, nested, "", "--set")
+            else:
+                raise
+    return cfg

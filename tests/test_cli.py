@@ -1,0 +1,64 @@
+"""The posekit command: output of `info`, and bad input as one line with exit status 2."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from posekit.cli import main
+
+CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "hrnet-w32_coco_256x192.yaml")
+
+
+@pytest.mark.parametrize("model, hw, params, gmacs", [
+    ("hrnet_w32", "256x192", "28,536,113", "7.1 G"),
+    ("hrnet_w48", "256x192", "63,595,745", "14.6 G"),
+    ("hrnet_w32", "384x288", "28,536,113", "16.0 G"),
+    ("hrnet_w48", "384x288", "63,595,745", "32.9 G"),
+])
+def test_info_prints_the_papers_figures(capsys, model, hw, params, gmacs):
+    assert main(["info", model, "--input", hw]) == 0
+    out = capsys.readouterr().out
+    assert params in out and f"({gmacs}" in out
+
+
+def test_info_lists_models(capsys):
+    assert main(["info"]) == 0
+    assert set(capsys.readouterr().out.split()) >= {"hrnet_w32", "hrnet_w48", "hrnet_w16_small"}
+
+
+def _one_line_error(capsys, argv, *fragments):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in captured.err, captured.err
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
+def test_bad_inputs_are_one_line_errors(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochz: 3\n")
+    _one_line_error(capsys, ["train", str(bad)], str(bad), "unknown key 'train.epochz'")
+    _one_line_error(capsys, ["train", CONFIG, "--set", "train.lr=fast"], "train.lr must be a number")
+    _one_line_error(capsys, ["eval", CONFIG], "no weights")
+    _one_line_error(capsys, ["info", "hrnet_w99"], "unknown model 'hrnet_w99'")
+    _one_line_error(capsys, ["info", "hrnet_w32", "--input", "250x192"], "multiples of 32")
+    missing = tmp_path / "nowhere"
+    _one_line_error(capsys, ["train", CONFIG, "--set", f"data.root={missing}", "--set", "train.eval_every=0",
+                             "--output-dir", str(tmp_path / "o")], str(missing))
+    garbage = tmp_path / "w.pth"
+    garbage.write_bytes(b"\x80\x04not a checkpoint")
+    _one_line_error(capsys, ["eval", CONFIG, "--weights", str(garbage), "--set", f"data.root={missing}"], str(garbage))
+
+
+def test_module_entry_point_and_debug_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nope: 1\n")
+    run = subprocess.run([sys.executable, "-m", "posekit", "train", str(bad)], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.startswith("posekit: error:") and "Traceback" not in run.stderr
+    run = subprocess.run([sys.executable, "-m", "posekit", "--debug", "train", str(bad)], capture_output=True, text=True)
+    assert run.returncode != 0 and "Traceback" in run.stderr

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from posekit.codecs import GaussianHeatmap
+from posekit.config import AugmentConfig
+from posekit.data.dataset import TopDownDataset
+from posekit.data.records import PersonRecord
+from posekit.data.transforms import affine_points, box_to_center_scale, get_affine_transform
+from posekit.errors import DataError
+from posekit.skeletons import SYNTHETIC
+
+
+def _figure_image(path, size=(120, 160)):
+    """A black image with a white 3x3 dot at each keypoint, and the record pointing at it."""
+    rng = np.random.default_rng(3)
+    h, w = size
+    keypoints = np.zeros((SYNTHETIC.num_keypoints, 3))
+    keypoints[:, 0] = rng.uniform(40, w - 40, SYNTHETIC.num_keypoints).round()
+    keypoints[:, 1] = rng.uniform(20, h - 20, SYNTHETIC.num_keypoints).round()
+    keypoints[:, 2] = 2
+    keypoints[3, 2] = 0
+    image = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    cv2.imwrite(str(path), image)
+    x0, y0 = keypoints[:, :2].min(0)
+    x1, y1 = keypoints[:, :2].max(0)
+    return PersonRecord(str(path), keypoints, box=np.array([x0, y0, x1 - x0, y1 - y0]), image_id=7, image_size=(w, h)), image
+
+
+def _dataset(records, train, augment=None, **kw):
+    codec = GaussianHeatmap((64, 48), (16, 12), sigma=1.0)
+    return TopDownDataset(records, SYNTHETIC, (64, 48), [codec], train=train, augment=augment,
+                          mean=(0, 0, 0), std=(1 / 255, 1 / 255, 1 / 255), color_rgb=False, **kw)
+
+
+def test_eval_sample_is_the_official_crop(tmp_path):
+    record, image = _figure_image(tmp_path / "a.png")
+    sample = _dataset([record], train=False)[0]
+    center, scale = box_to_center_scale(record.box, 48 / 64, 1.25)
+    matrix = get_affine_transform(center, scale, 0, (48, 64))
+    expected = cv2.warpAffine(image, matrix, (48, 64), flags=cv2.INTER_LINEAR).astype(np.float32)
+    # mean 0, std 1/255 -> values unchanged; channels first
+    np.testing.assert_allclose(sample["image"].numpy().transpose(1, 2, 0), expected, atol=1e-4)
+    np.testing.assert_allclose(sample["center"].numpy(), center)
+    np.testing.assert_allclose(sample["scale"].numpy(), scale)
+    heatmaps, weights = sample["targets"][0].numpy(), sample["target_weights"][0].numpy()
+    crop_xy = affine_points(record.keypoints[:, :2], matrix)
+    for k in range(SYNTHETIC.num_keypoints):
+        if record.keypoints[k, 2] == 0:
+            assert weights[k] == 0 and heatmaps[k].max() == 0
+            continue
+        peak = np.unravel_index(heatmaps[k].argmax(), heatmaps[k].shape)
+        assert weights[k] == 1 and heatmaps[k].max() == 1.0
+        np.testing.assert_array_equal(peak, np.trunc(crop_xy[k, ::-1] / 4 + 0.5))
+    assert sample["ok"] and int(sample["image_id"]) == 7
+
+
+def test_flip_folded_into_the_warp_equals_flipping_the_image_first(tmp_path):
+    record, image = _figure_image(tmp_path / "a.png")
+    augment = AugmentConfig(flip=True, scale_factor=0.3, rotation_factor=30, rotation_prob=1.0, half_body_prob=0)
+    dataset = _dataset([record], train=True, augment=augment)
+    for epoch in range(12):
+        dataset.set_epoch(epoch)
+        sample = dataset[0]
+        if not bool(sample["flipped"]):
+            continue
+        # The official order: mirror the image and joints, then warp with the mirrored centre.
+        width = image.shape[1]
+        flipped_image = image[:, ::-1].copy()
+        center, scale, rot = sample["center"].numpy(), sample["scale"].numpy(), float(sample["rotation"])
+        matrix = get_affine_transform(center, scale, rot, (48, 64))
+        expected = cv2.warpAffine(flipped_image, matrix, (48, 64), flags=cv2.INTER_LINEAR).astype(np.float32)
+        np.testing.assert_allclose(sample["image"].numpy().transpose(1, 2, 0), expected, atol=1e-3)
+        kp = record.keypoints.copy()
+        kp[:, 0] = width - 1 - kp[:, 0]
+        kp = kp[SYNTHETIC.flip_permutation()]
+        crop_xy = affine_points(kp[:, :2], matrix)
+        hm = sample["targets"][0].numpy()
+        assert hm[2].max() == 0      # l_shoulder now holds the unlabelled original r_shoulder
+        for k in np.flatnonzero(kp[:, 2] > 0):
+            peak = np.unravel_index(hm[k].argmax(), hm[k].shape)
+            assert peak == tuple(np.trunc(crop_xy[k, ::-1] / 4 + 0.5).astype(int))
+        return
+    pytest.fail("no flipped sample in 12 epochs")
+
+
+def test_augmentation_is_seeded_by_epoch_and_index_not_by_worker(tmp_path):
+    record, _ = _figure_image(tmp_path / "a.png")
+    a = _dataset([record, record], train=True, augment=AugmentConfig(half_body_prob=0))
+    b = _dataset([record, record], train=True, augment=AugmentConfig(half_body_prob=0))
+    a.set_epoch(3)
+    b.set_epoch(3)
+    assert np.array_equal(a[1]["image"].numpy(), b[1]["image"].numpy())
+    params = {(float(a[i]["scale"][0]), float(a[i]["rotation"])) for i in range(2)}
+    a.set_epoch(4)
+    params |= {(float(a[i]["scale"][0]), float(a[i]["rotation"])) for i in range(2)}
+    assert len(params) == 4
+
+
+def test_unreadable_image_is_skipped_only_when_asked(tmp_path):
+    record, _ = _figure_image(tmp_path / "a.png")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    bad = PersonRecord(str(broken), record.keypoints.copy(), box=record.box.copy(), image_size=(160, 120))
+    with pytest.raises(DataError, match="broken.jpg: cannot decode image"):
+        _dataset([bad], train=False)[0]
+    sample = _dataset([bad], train=True, skip_unreadable=True)[0]
+    assert not bool(sample["ok"])
+    assert float(sample["target_weights"][0].sum()) == 0.0
+    with pytest.raises(DataError, match="image file not found"):
+        _dataset([PersonRecord(str(tmp_path / "nope.png"), record.keypoints, box=record.box)], train=False)[0]

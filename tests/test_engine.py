@@ -1,0 +1,143 @@
+"""Training, checkpoints, resume and evaluation end to end on small synthetic data."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from posekit.checkpoints import read_safetensors_metadata, read_state_dict
+from posekit.config import config_from_dict
+from posekit.data.synthetic import synthetic_splits
+from posekit.engine import (
+    EpochSampler,
+    build_model,
+    evaluate_model,
+    last_checkpoint,
+    lr_factor_fn,
+    train,
+)
+from posekit.errors import CheckpointError, DataError
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    synthetic_splits(root, num_train=192, num_val=48, seed=5, image_size=(96, 96))
+    return root
+
+
+def _config(root: Path, out: Path, **train):
+    return config_from_dict({
+        "model": {"name": "hrnet_w16_small", "num_keypoints": 14, "kwargs": {"stem_width": 32}},
+        "data": {"format": "synthetic", "root": str(root), "skeleton": "synthetic",
+                 "train_ann": "train/annotations.json", "train_images": "train",
+                 "val_ann": "val/annotations.json", "val_images": "val", "input_size": [64, 64]},
+        "augment": {"half_body_prob": 0.0, "rotation_factor": 15.0, "scale_factor": 0.15},
+        "train": {"epochs": 4, "batch_size": 16, "lr": 3e-3, "lr_schedule": "constant", "workers": 0,
+                  "eval_every": 0, "checkpoint_every": 0, "device": "cpu", **train},
+        "test": {"metric": "pck", "batch_size": 48},
+        "output_dir": str(out),
+    })
+
+
+def test_short_training_run_lowers_the_loss_and_raises_pck(synthetic_root, tmp_path):
+    cfg = _config(synthetic_root, tmp_path / "run", epochs=6)
+    from posekit.engine import load_records
+    val = load_records(cfg, "val")
+    before = evaluate_model(cfg, build_model(cfg), val, progress=False)["pck"]
+    result = train(cfg, progress=False, log=lambda s: None)
+    losses = [h["loss"] for h in result.history]
+    assert len(losses) == 6 and result.steps == 6 * (192 // 16)
+    assert losses[-1] < 0.7 * losses[0], losses
+    model = build_model(cfg, load=False)
+    from posekit.checkpoints import load_weights
+    load_weights(model, result.checkpoint / "weights.safetensors")
+    after = evaluate_model(cfg, model, val, progress=False)
+    assert after["pck"] > before + 0.2, (before, after["pck"])
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["epoch"] for l in lines] == [1, 2, 3, 4, 5, 6]
+    meta = read_safetensors_metadata(result.checkpoint / "weights.safetensors")
+    assert meta["model"] == "hrnet_w16_small" and meta["step"] == str(result.steps)
+
+
+def test_resume_continues_where_the_run_stopped(synthetic_root, tmp_path):
+    # Uninterrupted: 2 epochs.  Interrupted: stop after 17 steps (mid-epoch 2), then resume to the end.
+    full = train(_config(synthetic_root, tmp_path / "full", epochs=2), progress=False, log=lambda s: None)
+    part_cfg = _config(synthetic_root, tmp_path / "part", epochs=2, checkpoint_every=17, max_steps=17)
+    part = train(part_cfg, progress=False, log=lambda s: None)
+    assert part.steps == 17 and part.checkpoint.name == "step_00000017"
+    resumed = train(_config(synthetic_root, tmp_path / "part", epochs=2), resume=True, progress=False, log=lambda s: None)
+    assert resumed.steps == full.steps == 24
+    a = read_state_dict(full.checkpoint / "weights.safetensors")
+    b = read_state_dict(resumed.checkpoint / "weights.safetensors")
+    assert a.keys() == b.keys()
+    worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    assert worst < 1e-4, worst
+    assert [h["epoch"] for h in resumed.history][-1] == 2
+
+
+def test_checkpoints_are_complete_and_pruned(synthetic_root, tmp_path):
+    cfg = _config(synthetic_root, tmp_path / "run", epochs=1, checkpoint_every=2)
+    train(cfg, progress=False, log=lambda s: None)
+    ckpt = tmp_path / "run" / "checkpoints"
+    steps = sorted(p.name for p in ckpt.iterdir() if p.is_dir())
+    assert steps == ["step_00000008", "step_00000010", "step_00000012"]   # the newest three
+    assert (ckpt / "last").read_text().strip() == "step_00000012"
+    assert not list(ckpt.glob(".*tmp*"))
+    state = torch.load(ckpt / "step_00000012" / "state.pt", weights_only=True)
+    assert state["step"] == 12 and "optimizer" in state and "rng" in state
+    (ckpt / "step_00000012" / "state.pt").write_bytes(b"truncated")
+    with pytest.raises(CheckpointError, match="state.pt: cannot read training state"):
+        train(cfg, resume=True, progress=False, log=lambda s: None)
+    (ckpt / "step_00000012" / "state.pt").unlink()
+    with pytest.raises(CheckpointError, match="incomplete"):
+        last_checkpoint(ckpt)
+
+
+def test_too_many_unreadable_images_stop_the_run(synthetic_root, tmp_path):
+    import shutil
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    images = sorted((root / "train" / "images").iterdir())
+    for path in images[:5]:                      # 5 of 192 = 2.6 % > 1 %
+        path.write_bytes(b"not an image")
+    cfg = _config(root, tmp_path / "run", epochs=1)
+    with pytest.raises(DataError, match="could not be read"):
+        train(cfg, progress=False, log=lambda s: None)
+    images[0].write_bytes(images[5].read_bytes())
+    for path in images[1:5]:
+        path.write_bytes(images[5].read_bytes())
+    images[0].write_bytes(b"")                   # 1 of 192 is tolerated and counted
+    result = train(_config(root, tmp_path / "run2", epochs=1), progress=False, log=lambda s: None)
+    assert result.history[-1]["unreadable_images"] == 1
+
+
+def test_sampler_is_a_seeded_permutation_that_can_start_mid_epoch():
+    sampler = EpochSampler(10, seed=3)
+    sampler.set_epoch(2)
+    order = list(sampler)
+    assert sorted(order) == list(range(10))
+    sampler.set_epoch(2, start=4)
+    assert list(sampler) == order[4:] and len(sampler) == 6
+    sampler.set_epoch(3)
+    assert list(sampler) != order
+    ranks = [EpochSampler(10, 3, rank=r, world_size=2) for r in range(2)]
+    for s in ranks:
+        s.set_epoch(2)
+    assert sorted(list(ranks[0]) + list(ranks[1])) == list(range(10)) and not set(ranks[0]) & set(ranks[1])
+
+
+def test_learning_rate_schedules():
+    cfg = config_from_dict({"train": {"epochs": 210, "lr_steps": [170, 200], "lr_factor": 0.1}})
+    f = lr_factor_fn(cfg, steps_per_epoch=10)
+    assert f(0) == 1.0 and f(1699) == 1.0 and f(1700) == pytest.approx(0.1) and f(2000) == pytest.approx(0.01)
+    cfg = config_from_dict({"train": {"epochs": 10, "lr_schedule": "linear", "warmup_iters": 10, "warmup_factor": 0.1}})
+    f = lr_factor_fn(cfg, steps_per_epoch=11)
+    assert f(0) == pytest.approx(0.1) and f(5) == pytest.approx(0.55) and f(10) == 1.0 and f(110) == 0.0
+    assert f(60) == pytest.approx(0.5)
+    cfg = config_from_dict({"train": {"epochs": 4, "lr_schedule": "cosine"}})
+    f = lr_factor_fn(cfg, steps_per_epoch=5)
+    assert f(0) == 1.0 and f(10) == pytest.approx(0.5) and f(20) == pytest.approx(0.0)
