@@ -60,8 +60,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     metrics = evaluate_model(cfg, model, records, progress=not args.no_progress, results_path=results_path)
     print(format_metrics(metrics))
     if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=2))
+        Path(args.json).write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False))
     return 0
+
+
+def _json_safe(value):
+    """NaN (a joint never labelled) becomes null: strict JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, float) and value != value:
+        return None
+    return value
 
 
 def format_metrics(metrics: dict) -> str:
@@ -71,6 +80,8 @@ def format_metrics(metrics: dict) -> str:
         for name, value in metrics["per_joint"].items():
             lines.append(f"{name:<14} {value * 100:6.2f}")
         lines.append(f"{'mean':<14} {metrics['pck'] * 100:6.2f}")
+        lines.append(f"PCK@{metrics['alpha']} over {metrics['people']} people ({metrics['excluded_people']} without a "
+                     "measurable torso left out)")
     else:
         for key, value in metrics.items():
             lines.append(f"{key:<14} {value:.4f}" if isinstance(value, float) else f"{key:<14} {value}")

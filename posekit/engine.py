@@ -472,8 +472,8 @@ def evaluate_model(cfg: Config, model: nn.Module, records: Sequence[PersonRecord
             raise ConfigError(f"keypoint set {skeleton.name!r} has no torso joints for PCK", "test.metric")
         res = metrics.pck(preds.keypoints, preds.gt_keypoints[..., :2], preds.gt_keypoints[..., 2],
                           skeleton.torso, alpha=cfg.test.pck_alpha)
-        out: Dict[str, Any] = {"pck": float(res["mean"]), "per_joint": dict(zip(skeleton.keypoints, map(float, res["per_joint"])))}
-        return out
+        return {"pck": float(res["mean"]), "per_joint": dict(zip(skeleton.keypoints, map(float, res["per_joint"]))),
+                "alpha": cfg.test.pck_alpha, "people": int(res["num_people"]), "excluded_people": int(res["excluded_people"])}
     if cfg.test.metric == "coco":
         results = coco_results(cfg, preds, skeleton)
         path = results_path or Path(cfg.output_dir) / "results" / "keypoints_results.json"

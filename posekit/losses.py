@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
-import torch
 from torch import Tensor
 
 from .codecs import OutputSpec

@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .errors import ConfigError, DataError
+from .fileio import read_json
 from .skeletons import COCO as COCO_SKELETON
 
 COCO_STAT_NAMES: Tuple[str, ...] = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
@@ -426,13 +427,7 @@ def write_coco_results(results: Iterable[Dict[str, Any]], path: Union[str, PathL
 
 def load_coco_results(path: Union[str, PathLike]) -> List[Dict[str, Any]]:
     """Read a COCO keypoint results JSON (a list of result objects), validated."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise DataError("results file not found", path) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read results JSON: {exc}", path) from None
+    data = read_json(path, "results file")
     if not isinstance(data, list):
         raise DataError("a COCO results file must hold a list of results", path)
     return [_coco_result(r, i, path) for i, r in enumerate(data)]
@@ -450,13 +445,7 @@ class CocoStats(dict):
 def _load_coco_ground_truth(ann_file: Union[str, PathLike]):
     from pycocotools.coco import COCO
 
-    try:
-        with open(ann_file) as f:
-            dataset = json.load(f)
-    except FileNotFoundError:
-        raise DataError("annotation file not found", ann_file) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read annotation JSON: {exc}", ann_file) from None
+    dataset = read_json(ann_file, "annotation file")
     if not isinstance(dataset, dict):
         raise DataError("a COCO annotation file must hold an object", ann_file)
     for key in ("images", "annotations", "categories"):

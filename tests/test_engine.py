@@ -141,3 +141,63 @@ def test_learning_rate_schedules():
     cfg = config_from_dict({"train": {"epochs": 4, "lr_schedule": "cosine"}})
     f = lr_factor_fn(cfg, steps_per_epoch=5)
     assert f(0) == 1.0 and f(10) == pytest.approx(0.5) and f(20) == pytest.approx(0.0)
+
+
+def test_bf16_autocast_trains_on_cpu(synthetic_root, tmp_path):
+    cfg = _config(synthetic_root, tmp_path / "run", epochs=1, amp="bf16", max_steps=3)
+    result = train(cfg, progress=False, log=lambda s: None)
+    assert result.steps == 3 and np.isfinite(result.history[-1]["loss"])
+
+
+def _small_weights(tmp_path, num_keypoints=17) -> str:
+    from posekit.checkpoints import save_weights
+    from posekit.models import create_model
+    torch.manual_seed(0)
+    model = create_model("hrnet_w16_small", num_keypoints=num_keypoints)
+    for p in model.parameters():     # the official init gives all-zero heatmaps; make predictions vary
+        torch.nn.init.normal_(p, std=0.05)
+    path = tmp_path / "w.safetensors"
+    save_weights(model, path)
+    return str(path)
+
+
+def test_eval_with_detection_boxes_writes_the_scored_results(shared_data, tmp_path, capsys):
+    from posekit.cli import main
+    weights = _small_weights(tmp_path)
+    samples = shared_data / "samples" / "coco"
+    results = tmp_path / "results.json"
+    argv = ["eval", str(Path(__file__).resolve().parents[1] / "configs" / "hrnet-w32_coco_256x192.yaml"),
+            "--weights", weights, "--det-file", str(samples / "test_coco_det_AP_H_56.json"),
+            "--set", "model.name=hrnet_w16_small", "--set", f"data.root={samples}",
+            "--set", "data.val_ann=test_coco.json", "--set", "data.val_images=.", "--set", "data.input_size=[128,96]",
+            "--set", "train.workers=0", "--output-dir", str(tmp_path / "out"), "--results", str(results),
+            "--json", str(tmp_path / "metrics.json"), "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for name in ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"):
+        assert f"\n{name} " in "\n" + out
+    assert "detections" in out
+    scored = json.loads(results.read_text())
+    detections = json.loads((samples / "test_coco_det_AP_H_56.json").read_text())
+    assert 0 < len(scored) <= len(detections)
+    assert {r["image_id"] for r in scored} <= {d["image_id"] for d in detections}
+    assert all(len(r["keypoints"]) == 51 and r["category_id"] == 1 for r in scored)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    # rescoring: box score x mean keypoint score above 0.2 never exceeds the box score
+    assert all(0 <= r["score"] <= 1 for r in scored) and 0 <= metrics["AP"] <= 1
+
+
+def test_eval_with_ground_truth_boxes_on_real_coco(shared_data, tmp_path):
+    cfg = config_from_dict({
+        "model": {"name": "hrnet_w16_small", "weights": _small_weights(tmp_path)},
+        "data": {"root": str(shared_data / "coco"), "val_ann": "annotations/person_keypoints_train2017.json",
+                 "val_images": "train2017", "input_size": [128, 96]},
+        "train": {"workers": 0}, "output_dir": str(tmp_path / "out"),
+    })
+    from posekit.engine import load_records
+    records = load_records(cfg, "val")
+    assert len(records) == 167          # every non-crowd person with a box, labelled joints or not
+    stats = evaluate_model(cfg, build_model(cfg), records, progress=False)
+    written = json.loads(Path(stats["results_file"]).read_text())
+    assert stats["boxes"] == "ground truth" and 0 < len(written) <= 167
+    assert set(stats) >= {"AP", "AR", "APm", "ARl"}

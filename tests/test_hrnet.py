@@ -31,8 +31,8 @@ def meta_model(name: str, **kwargs) -> nn.Module:
 
 BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
 GRAMMAR = [
-    rf"conv[12]\.weight", rf"bn[12]\.{BN}",
-    rf"layer1\.[0-3]\.conv[123]\.weight", rf"layer1\.[0-3]\.bn[123]\.{BN}",
+    r"conv[12]\.weight", rf"bn[12]\.{BN}",
+    r"layer1\.[0-3]\.conv[123]\.weight", rf"layer1\.[0-3]\.bn[123]\.{BN}",
     r"layer1\.0\.downsample\.0\.weight", rf"layer1\.0\.downsample\.1\.{BN}",
     r"transition1\.0\.0\.weight", rf"transition1\.0\.1\.{BN}",
     r"transition1\.1\.0\.0\.weight", rf"transition1\.1\.0\.1\.{BN}",

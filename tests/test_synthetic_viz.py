@@ -128,7 +128,7 @@ def test_read_synthetic_reports_bad_files(tmp_path):
     assert str(tmp_path) in str(err.value)
     path = tmp_path / "annotations.json"
     path.write_text("{not json")
-    with pytest.raises(DataError, match="not a readable JSON file"):
+    with pytest.raises(DataError, match="not valid JSON"):
         read_synthetic(tmp_path)
     path.write_text(json.dumps({"images": [], "categories": []}))
     with pytest.raises(DataError, match="missing key 'annotations'"):

@@ -12,13 +12,13 @@ number of keypoints comes from the person category's ``keypoints`` list when the
 """
 from __future__ import annotations
 
-import json
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from ..errors import DataError
+from ..fileio import read_json
 from .records import PersonRecord
 from .transforms import sanitize_box
 
@@ -29,20 +29,6 @@ PERSON_CATEGORY_ID = 1
 
 # image id -> (file name, width, height)
 ImageIndex = Dict[int, Tuple[str, int, int]]
-
-
-def _load_json(path: PathLike) -> Any:
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise DataError("file not found", path) from None
-    except IsADirectoryError:
-        raise DataError("is a directory, expected a JSON file", path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"not valid JSON ({err})", path) from None
-    except OSError as err:
-        raise DataError(f"cannot read file ({err.strerror})", path) from None
 
 
 def _is_int(value: Any) -> bool:
@@ -83,7 +69,7 @@ def _image_index_from_data(data: Any, path: PathLike) -> ImageIndex:
 
 def coco_image_index(ann_file: PathLike) -> ImageIndex:
     """Map image id -> (file_name, width, height) from a COCO annotation JSON (its ``images`` list)."""
-    return _image_index_from_data(_load_json(ann_file), ann_file)
+    return _image_index_from_data(read_json(ann_file), ann_file)
 
 
 def _keypoint_count(data: Dict[str, Any], person_anns: List[Dict[str, Any]], path: PathLike) -> int:
@@ -153,7 +139,7 @@ def read_coco_keypoints(
     negative box sizes, visibility outside {0, 1, 2}, unknown image ids) raise :class:`DataError`
     naming the file and the annotation.
     """
-    data = _load_json(ann_file)
+    data = read_json(ann_file)
     images = _image_index_from_data(data, ann_file)
     if "annotations" not in data:
         raise DataError("missing key 'annotations'", ann_file)
@@ -252,7 +238,7 @@ def read_coco_detections(
     does not know raises :class:`DataError`. Keypoints are all zero (``num_keypoints`` x 3), the
     detector's score goes to ``score``, and its order in the file is kept.
     """
-    data = _load_json(det_file)
+    data = read_json(det_file)
     if not isinstance(data, list):
         raise DataError(f"expected a list of detections at the top level, found {type(data).__name__}", det_file)
     kept: List[Dict[str, Any]] = []

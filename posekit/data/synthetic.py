@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from ..errors import DataError
+from ..fileio import read_json
 from ..skeletons import SYNTHETIC
 from .records import VISIBLE, PersonRecord
 
@@ -275,12 +276,7 @@ def read_synthetic(data_dir: Union[str, os.PathLike]) -> List[PersonRecord]:
     """Read back what :func:`generate_synthetic` wrote (``data_dir/annotations.json``)."""
     root = Path(data_dir).resolve()
     path = root / ANNOTATION_FILE
-    if not path.is_file():
-        raise DataError("annotation file not found", path)
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"not a readable JSON file ({e})", path) from None
+    document = read_json(path, "annotation file")
     if not isinstance(document, dict):
         raise DataError("expected a JSON object at the top level", path)
     for key in ("images", "annotations", "categories"):
