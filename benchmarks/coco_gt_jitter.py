@@ -3,7 +3,7 @@
     python benchmarks/coco_gt_jitter.py ../shared/data/coco/annotations/person_keypoints_train2017.json
 
 Each ground-truth person becomes one result whose keypoints are moved by N(0, (noise * sqrt(area) / 10)^2)
-pixels, plus a shifted duplicate that OKS-NMS should remove; the ten AP/AR numbers of posekit's
+pixels, plus a near-duplicate that OKS-NMS should remove; the ten AP/AR numbers of posekit's
 ``coco_evaluate`` are printed next to pycocotools' own evaluation of the same results file.
 """
 from __future__ import annotations
@@ -39,12 +39,14 @@ def main() -> None:
             continue
         kpts = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
         std = args.noise * np.sqrt(ann["area"]) / 10.0
-        for shift in (0.0, 3.0 * std):     # the second copy is a near-duplicate for OKS-NMS to drop
-            moved = kpts[:, :2] + rng.normal(0, std, kpts[:, :2].shape) + shift
+        moved = kpts[:, :2] + rng.normal(0, std, kpts[:, :2].shape)
+        # A second, lower-scored copy a few pixels away: the near-duplicate OKS-NMS should remove.
+        duplicate = moved + rng.normal(0, 0.1 * std, moved.shape)
+        for points, box_score in ((moved, 1.0), (duplicate, 0.9)):
             scores = np.where(kpts[:, 2] > 0, rng.uniform(0.5, 1.0, len(kpts)), rng.uniform(0.0, 0.2, len(kpts)))
             results.append({"image_id": ann["image_id"], "category_id": 1, "area": float(ann["area"]) * 1.25 ** 2,
-                            "keypoints": np.concatenate([moved, scores[:, None]], 1).reshape(-1).tolist(),
-                            "score": 1.0 if shift == 0 else 0.9})
+                            "keypoints": np.concatenate([points, scores[:, None]], 1).reshape(-1).tolist(),
+                            "score": box_score})
     kept = nms_per_image(results, oks_threshold=0.9, keypoint_threshold=0.2, sigmas=COCO_SKELETON.sigmas)
     for r in kept:
         r.pop("area")

@@ -79,7 +79,7 @@ def run_demo(out: Path, num_train: Optional[int] = None, num_val: Optional[int] 
     predictions_png = out / "predictions.png"
     save_image(predictions_png, make_grid(tiles, columns=4))
 
-    epochs = [h["epoch"] for h in result.history]
+    epochs = [h["epochs_done"] for h in result.history]
     curve_png = out / "training_curve.png"
     series = {"train loss (x1000)": list(zip(epochs, [h["loss"] * 1000 for h in result.history]))}
     if all("pck" in h for h in result.history):

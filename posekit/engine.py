@@ -30,6 +30,7 @@ from .data.records import PersonRecord
 from .errors import CheckpointError, ConfigError, DataError
 from .inference import decode_to_image, predict_heatmaps
 from .losses import total_loss
+from .metrics import COCO_STAT_NAMES
 from .models import create_model
 from .skeletons import Skeleton, get_skeleton
 
@@ -410,7 +411,7 @@ def train(
         last_epoch = epoch >= t.epochs or step >= total_steps or stopped_early
         if val_records is not None and ((t.eval_every and epoch % t.eval_every == 0) or last_epoch):
             metrics = evaluate_model(cfg, model, val_records, progress=False, write=False)
-            entry.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+            entry.update({k: v for k, v in metrics.items() if k == "pck" or k in COCO_STAT_NAMES})
         history.append(entry)
         _append_jsonl(out / "metrics.jsonl", entry)
         if on_epoch_end:
