@@ -1,39 +1,13 @@
-"""Keypoints <-> heatmaps, kept apart from models and datasets.
-
-A model declares its supervised outputs as :class:`OutputSpec` data (stride, target kind and its
-settings, loss); :func:`build_codec` turns one spec plus the input size into a codec whose ``encode``
-makes the training target of that output and whose ``decode`` reads keypoints back from it. All
-coordinates handed to or returned by a codec are in *input-crop pixels*; mapping to the image is the
-crop's inverse affine (:func:`posekit.data.transforms.crop_to_image`).
-"""
+"""The official HRNet Gaussian heatmap: target (spec 1.2), argmax + quarter-offset decoding (spec 1.4),
+and flipping heatmaps back for the flip test (spec 1.5)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    """What one supervised output of a model is trained against.
-
-    stride: input pixels per heatmap pixel (4 for HRNet).
-    target: "gaussian" (official HRNet target, unnormalised peak 1, integer centre).
-    sigma: Gaussian standard deviation in heatmap pixels.
-    loss: "mse" (MSE with target weights) or "ohkm" (online hard keypoint mining, keeps ``topk``).
-    weight: multiplier of this output's loss in the total.
-    """
-
-    stride: int = 4
-    target: str = "gaussian"
-    sigma: float = 2.0
-    loss: str = "mse"
-    weight: float = 1.0
-    topk: int = 8
 
 
 class GaussianHeatmap:
@@ -47,8 +21,11 @@ class GaussianHeatmap:
         # (x, y) input pixels per heatmap pixel
         self.stride_xy = np.array([input_hw[1] / heatmap_hw[1], input_hw[0] / heatmap_hw[0]], dtype=np.float64)
 
-    def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """keypoints K x 2 (input pixels), visible K (> 0 means supervised) -> heatmaps K x h x w, weights K."""
+    def encode(self, keypoints: np.ndarray, visible: np.ndarray, others: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """keypoints K x 2 (input pixels), visible K (> 0 means supervised) -> heatmaps K x h x w, weights K.
+
+        ``others`` (other people) is accepted for the codec interface and not used: HRNet's target marks
+        only the person of the crop."""
         h, w = self.heatmap_hw
         num = keypoints.shape[0]
         weight = (np.asarray(visible) > 0).astype(np.float32)
@@ -114,11 +91,3 @@ def flip_back(heatmaps: torch.Tensor, flip_perm: Sequence[int], shift: bool = Tr
         out = out.clone()
         out[..., 1:] = out[..., :-1].clone()
     return out
-
-
-def build_codec(spec: OutputSpec, input_hw: Tuple[int, int], post_process: bool = True) -> GaussianHeatmap:
-    """The codec for one declared output at a given input size."""
-    heatmap_hw = (input_hw[0] // spec.stride, input_hw[1] // spec.stride)
-    if spec.target == "gaussian":
-        return GaussianHeatmap(input_hw, heatmap_hw, spec.sigma, post_process=post_process)
-    raise ValueError(f"unknown target kind {spec.target!r}")
