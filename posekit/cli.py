@@ -89,9 +89,18 @@ def format_metrics(metrics: dict) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    import torch
+
     from .flops import model_summary
     from .models import list_models
 
+    if args.card:
+        from .checkpoints import atomic_write_bytes
+        from .modelcard import model_card
+
+        atomic_write_bytes(args.card, model_card(Path(args.configs)).encode())
+        print(f"wrote {args.card}")
+        return 0
     if args.model is None:
         print("\n".join(list_models()))
         return 0
@@ -103,6 +112,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"MACs         {summary['macs']:,}  ({summary['gmacs']:.1f} G, MACs / 2^30 as in the papers' tables)")
     for i, shape in enumerate(summary.get("output_shapes", [])):
         print(f"output {i}     {tuple(shape)}")
+    if args.bench:
+        from .modelcard import forward_ms
+
+        for batch in (1, 8):
+            ms = forward_ms(args.model, hw, args.num_keypoints, batch)
+            print(f"CPU forward  batch {batch}: {ms:.1f} ms ({torch.get_num_threads()} threads)")
     return 0
 
 
@@ -151,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?")
     p.add_argument("--input", type=_parse_hw, default=None, help="input size HxW (default 256x192)")
     p.add_argument("--num-keypoints", type=int, default=17)
+    p.add_argument("--bench", action="store_true", help="also time a CPU forward at batch 1 and 8")
+    p.add_argument("--card", default=None, metavar="FILE", help="write the model card (every model, Markdown) to FILE")
+    p.add_argument("--configs", default="configs", help="config folder whose recipes go into the model card")
     p.set_defaults(func=cmd_info)
     return parser
 

@@ -33,7 +33,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    # coco | lsp | synthetic
+    # coco | mpii (HRNet's JSON layout) | lsp | synthetic (COCO layout)
     format: str = "coco"
     root: str = "data/coco"
     skeleton: str = "coco"
@@ -101,6 +101,7 @@ class TestConfig:
     in_vis_thre: float = 0.2
     oks_thre: float = 0.9
     pck_alpha: float = 0.2
+    blur_kernel: int = 0                # MSPN decoding blur (5 COCO, 9 MPII); 0 = the codec's default
 
 
 @dataclass

@@ -23,10 +23,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from .checkpoints import atomic_path, fsync_dir, load_weights, read_state_dict, save_weights
-from .codecs import GaussianHeatmap, OutputSpec, build_codec
+from .codecs import OutputSpec, build_codec
 from .config import Config
 from .data.dataset import TopDownDataset
-from .data.records import PersonRecord
+from .data.records import PersonRecord, attach_others
 from .errors import CheckpointError, ConfigError, DataError
 from .inference import decode_to_image, predict_heatmaps
 from .losses import total_loss
@@ -92,8 +92,9 @@ def output_specs(model: nn.Module, cfg: Config) -> List[OutputSpec]:
     return [replace(s, sigma=s.sigma * cfg.model.sigma / base) if s.target == "gaussian" else s for s in specs]
 
 
-def build_codecs(specs: Sequence[OutputSpec], cfg: Config) -> List[GaussianHeatmap]:
-    return [build_codec(s, cfg.input_hw, post_process=cfg.test.post_process) for s in specs]
+def build_codecs(specs: Sequence[OutputSpec], cfg: Config) -> List[Any]:
+    return [build_codec(s, cfg.input_hw, post_process=cfg.test.post_process, blur_kernel=cfg.test.blur_kernel)
+            for s in specs]
 
 
 def _join(root: str, path: str) -> str:
@@ -117,6 +118,11 @@ def load_records(cfg: Config, split: str) -> List[PersonRecord]:
                                            num_keypoints=cfg.model.num_keypoints)
         else:
             records = read_coco_keypoints(ann, images, train=train)
+    elif data.format == "mpii":
+        from .data.mpii import read_mpii_json
+
+        records = read_mpii_json(_join(data.root, data.train_ann if train else data.val_ann),
+                                 _join(data.root, data.train_images if train else data.val_images))
     elif data.format == "lsp":
         from .data.lsp import lsp_standard_split
 
@@ -124,7 +130,7 @@ def load_records(cfg: Config, split: str) -> List[PersonRecord]:
         train_records, test_records = lsp_standard_split(data.root, data.extra_root, require_test=not train)
         records = train_records if train else test_records
     else:
-        raise ConfigError(f"data.format must be coco, lsp or synthetic, got {data.format!r}", "data.format")
+        raise ConfigError(f"data.format must be coco, mpii, lsp or synthetic, got {data.format!r}", "data.format")
     if data.limit:
         records = records[: data.limit]
     for r in records[:1]:
@@ -134,11 +140,13 @@ def load_records(cfg: Config, split: str) -> List[PersonRecord]:
     return records
 
 
-def make_dataset(cfg: Config, records: Sequence[PersonRecord], codecs: Sequence[GaussianHeatmap], train: bool) -> TopDownDataset:
+def make_dataset(cfg: Config, records: Sequence[PersonRecord], codecs: Sequence[Any], train: bool,
+                 model: Optional[nn.Module] = None) -> TopDownDataset:
+    """The top-down dataset for cfg; a model with ``center_map_sigma`` (CPM) gets its centre-map channel."""
     return TopDownDataset(
         records, get_skeleton(cfg.data.skeleton), cfg.input_hw, codecs, train=train, augment=cfg.augment,
         mean=cfg.data.mean, std=cfg.data.std, color_rgb=cfg.data.color_rgb, box_padding=cfg.data.box_padding,
-        seed=cfg.train.seed, skip_unreadable=train,
+        seed=cfg.train.seed, skip_unreadable=train, center_map_sigma=getattr(model, "center_map_sigma", None),
     )
 
 
@@ -198,7 +206,8 @@ def lr_factor_fn(cfg: Config, steps_per_epoch: int) -> Callable[[int], float]:
 
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     t = cfg.train
-    params = [p for p in model.parameters() if p.requires_grad]
+    # A model may carry its paper's per-layer learning-rate multipliers (CPM's Caffe lr_mult / decay_mult).
+    params = model.param_groups(t.lr) if hasattr(model, "param_groups") else [p for p in model.parameters() if p.requires_grad]
     if t.optimizer == "adam":
         return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
     if t.optimizer == "adamw":
@@ -322,7 +331,9 @@ def train(
     specs = output_specs(model, cfg)
     codecs = build_codecs(specs, cfg)
     records = load_records(cfg, "train")
-    dataset = make_dataset(cfg, records, codecs, train=True)
+    if any(s.people == "all" for s in specs):
+        attach_others(records)
+    dataset = make_dataset(cfg, records, codecs, train=True, model=model)
     steps_per_epoch = len(dataset) // t.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"{len(dataset)} training samples are fewer than one batch of {t.batch_size}", "train.batch_size")
@@ -443,7 +454,7 @@ def run_inference(cfg: Config, model: nn.Module, records: Sequence[PersonRecord]
     device = next(model.parameters()).device
     specs = output_specs(model, cfg)
     codec = build_codecs(specs, cfg)[-1]
-    dataset = make_dataset(cfg, records, [], train=False)
+    dataset = make_dataset(cfg, records, [], train=False, model=model)
     loader = DataLoader(dataset, batch_size=cfg.test.batch_size, shuffle=False, num_workers=min(cfg.train.workers, 4))
     flip_perm = get_skeleton(cfg.data.skeleton).flip_permutation() if cfg.test.flip_test else None
     was_training = model.training

@@ -32,7 +32,8 @@ def _forward_counted(model: nn.Module, input_hw: Tuple[int, int], batch: int) ->
     was_training = model.training
     model.eval()
     try:
-        x = torch.zeros(batch, 3, int(input_hw[0]), int(input_hw[1]), device=_device_of(model))
+        channels = getattr(model, "input_channels", 3)   # CPM takes the centre map as a 4th channel
+        x = torch.zeros(batch, channels, int(input_hw[0]), int(input_hw[1]), device=_device_of(model))
         counter = FlopCounterMode(display=False)
         with torch.no_grad(), counter:
             out = model(x)

@@ -1,13 +1,13 @@
 """From crops to keypoints in image coordinates: forward (with flip test), decode, back-project."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .codecs import GaussianHeatmap, flip_back
+from .codecs import flip_back
 from .data.transforms import PIXEL_STD
 
 
@@ -27,7 +27,9 @@ def predict_heatmaps(
     heatmaps = final_heatmaps(model, model(images)).float()
     if flip_perm is not None:
         flipped = final_heatmaps(model, model(images.flip(3))).float()
-        heatmaps = 0.5 * (heatmaps + flip_back(flipped, flip_perm, shift=shift_heatmap))
+        # Channels beyond the keypoints (CPM's background) are their own mirror image.
+        perm = list(flip_perm) + list(range(len(flip_perm), heatmaps.shape[1]))
+        heatmaps = 0.5 * (heatmaps + flip_back(flipped, perm, shift=shift_heatmap))
     return heatmaps
 
 
@@ -43,7 +45,7 @@ def crop_to_image_batch(points: np.ndarray, centers: np.ndarray, scales: np.ndar
 
 
 def decode_to_image(
-    codec: GaussianHeatmap, heatmaps: Tensor, centers: np.ndarray, scales: np.ndarray, input_hw: Tuple[int, int]
+    codec: Any, heatmaps: Tensor, centers: np.ndarray, scales: np.ndarray, input_hw: Tuple[int, int]
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Heatmaps -> (N x K x 2 image coordinates, N x K scores)."""
     coords, scores = codec.decode(heatmaps)

@@ -22,6 +22,7 @@ from .records import PersonRecord
 from .transforms import (
     affine_points,
     box_to_center_scale,
+    fit_aspect,
     flip_keypoints,
     get_affine_transform,
     half_body_center_scale,
@@ -30,9 +31,12 @@ from .transforms import (
 
 
 def record_center_scale(record: PersonRecord, aspect_ratio: float, padding: float) -> Tuple[np.ndarray, np.ndarray]:
-    """The crop of a record: its given centre/scale (MPII style) or its box, aspect-fixed and padded."""
+    """The crop of a record: its box, aspect-fixed and padded, or its given centre/scale (MPII style: the
+    person's extent / 200, padded here the same way: HRNet's MPII loader multiplies by 1.25)."""
     if record.center is not None and record.scale is not None:
-        return np.asarray(record.center, dtype=np.float64), np.asarray(record.scale, dtype=np.float64)
+        center = np.asarray(record.center, dtype=np.float64)
+        w, h = fit_aspect(*(np.asarray(record.scale, dtype=np.float64) * 200.0), aspect_ratio)
+        return center, np.array([w, h]) / 200.0 * padding
     if record.box is None:
         raise DataError("person record has neither a box nor centre/scale", record.image_path)
     return box_to_center_scale(record.box, aspect_ratio, padding)
@@ -61,6 +65,7 @@ class TopDownDataset(Dataset):
         box_padding: float = 1.25,
         seed: int = 0,
         skip_unreadable: bool = False,
+        center_map_sigma: Optional[float] = None,
     ):
         self.records = list(records)
         self.skeleton = skeleton
@@ -77,6 +82,11 @@ class TopDownDataset(Dataset):
         self.epoch = 0
         self.skip_unreadable = skip_unreadable
         self.flip_perm = skeleton.flip_permutation()
+        # CPM feeds a Gaussian at the person centre as an extra input channel; the crop is centred on the person.
+        self.center_map = None
+        if center_map_sigma:
+            from ..codecs.cpm import center_map
+            self.center_map = center_map(self.input_hw, center_map_sigma)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -137,15 +147,24 @@ class TopDownDataset(Dataset):
         else:
             crop = np.zeros((*self.input_hw, 3), dtype=np.float32)
 
-        visible = (keypoints[:, 2] > 0).astype(np.float32) if ok else np.zeros(len(keypoints), np.float32)
+        visibility = keypoints[:, 2].astype(np.float32) if ok else np.zeros(len(keypoints), np.float32)
         crop_xy = affine_points(keypoints[:, :2], matrix)
+        others = None
+        if record.extras.get("others") is not None and len(record.extras["others"]):
+            others = np.asarray(record.extras["others"], dtype=np.float64).copy()
+            if flipped:
+                others = np.stack([flip_keypoints(o, width, self.flip_perm) for o in others])
+            others[..., :2] = affine_points(others[..., :2], matrix)
         targets, weights = [], []
         for codec in self.codecs:
-            heatmap, weight = codec.encode(crop_xy, visible)
+            heatmap, weight = codec.encode(crop_xy, visibility, others)
             targets.append(torch.from_numpy(heatmap))
             weights.append(torch.from_numpy(weight))
+        image_tensor = np.ascontiguousarray(crop.transpose(2, 0, 1))
+        if self.center_map is not None:
+            image_tensor = np.concatenate([image_tensor, self.center_map[None]], axis=0)
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))),
+            "image": torch.from_numpy(image_tensor),
             "targets": targets,
             "target_weights": weights,
             "center": torch.from_numpy(center.astype(np.float64)),

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -33,3 +33,17 @@ class PersonRecord:
     @property
     def num_labelled(self) -> int:
         return int((self.keypoints[:, 2] > 0).sum())
+
+
+def attach_others(records: List[PersonRecord]) -> None:
+    """Give each record the keypoints of the other people of its image (``extras['others']``, M x K x 3).
+
+    Targets that mark every person near the one of interest (CPM's first stage) read them.
+    """
+    by_image: Dict[str, List[int]] = {}
+    for i, record in enumerate(records):
+        by_image.setdefault(record.image_path, []).append(i)
+    for indices in by_image.values():
+        stacked = np.stack([records[i].keypoints for i in indices]) if indices else None
+        for n, i in enumerate(indices):
+            records[i].extras["others"] = np.delete(stacked, n, axis=0)
