@@ -21,8 +21,9 @@ from .errors import ConfigError
 class ModelConfig:
     name: str = "hrnet_w32"
     num_keypoints: int = 17
-    # Gaussian sigma (heatmap px) of the final output; other outputs keep their declared ratio to it.
-    sigma: float = 2.0
+    # Gaussian sigma of the final output (heatmap px; CPM: input px); other outputs keep their declared ratio
+    # to it. null = the sigmas the model declares.
+    sigma: Optional[float] = None
     # Weights for the whole model (posekit safetensors or an official checkpoint) ...
     weights: Optional[str] = None
     # ... or for the backbone only (ImageNet, official key names; the head stays initialised).
@@ -55,9 +56,15 @@ class DataConfig:
 @dataclass
 class AugmentConfig:
     flip: bool = True
-    scale_factor: float = 0.35          # s *= clip(N(0,1) * f + 1, 1 - f, 1 + f)
-    rotation_factor: float = 45.0       # r = clip(N(0,1) * f, -2f, 2f) ...
-    rotation_prob: float = 0.6          # ... applied with this probability (official HRNet; paper: U(-45, 45))
+    # How scale and rotation are drawn (f = scale_factor, r = rotation_factor):
+    #   normal (official HRNet / SimpleBaseline): s *= clip(N(0,1) f + 1, 1 - f, 1 + f), rot = clip(N(0,1) r, -2r, 2r)
+    #   uniform (CPM, MSPN): s *= U(1 - f, 1 + f), rot = U(-r, r)
+    #   torch7 (Newell's hourglass): s *= 2^clip(N(0,1) f, -2f, 2f), rot = clip(N(0,1) r, -2r, 2r)
+    # the rotation is applied with probability rotation_prob, else 0.
+    distribution: str = "normal"
+    scale_factor: float = 0.35
+    rotation_factor: float = 45.0
+    rotation_prob: float = 0.6          # official HRNet (paper: U(-45, 45) always)
     half_body_prob: float = 0.3
     half_body_min_joints: int = 8       # half-body needs more than this many labelled joints
     half_body_scale: float = 1.5
@@ -67,13 +74,17 @@ class AugmentConfig:
 class TrainConfig:
     epochs: int = 210
     batch_size: int = 32                # per process
-    optimizer: str = "adam"             # adam | adamw | sgd
+    optimizer: str = "adam"             # adam | adamw | sgd | rmsprop
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 0.0           # the official yaml's 1e-4 is not passed to Adam
-    lr_schedule: str = "multistep"      # multistep (per epoch) | cosine | linear (per iteration, to 0) | constant
+    # multistep (at the epochs in lr_steps) | step (every lr_step_iters iterations, Caffe "step") |
+    # cosine | linear (per iteration, to 0 at the end) | constant
+    lr_schedule: str = "multistep"
     lr_steps: List[int] = field(default_factory=lambda: [170, 200])
+    lr_step_iters: int = 0
     lr_factor: float = 0.1
+    rmsprop_alpha: float = 0.99
     warmup_iters: int = 0
     warmup_factor: float = 0.001
     workers: int = 4

@@ -86,10 +86,13 @@ def build_model(cfg: Config, load: bool = True) -> nn.Module:
 
 
 def output_specs(model: nn.Module, cfg: Config) -> List[OutputSpec]:
-    """The model's declared outputs, with Gaussian sigmas rescaled so the final output has cfg.model.sigma."""
+    """The model's declared outputs; with cfg.model.sigma, the Gaussian sigmas are rescaled so that the final
+    output has it (kernel-based MSPN targets are left alone)."""
     specs = list(model.outputs)
-    base = specs[-1].sigma
-    return [replace(s, sigma=s.sigma * cfg.model.sigma / base) if s.target == "gaussian" else s for s in specs]
+    if cfg.model.sigma is None:
+        return specs
+    factor = cfg.model.sigma / specs[-1].sigma
+    return [replace(s, sigma=s.sigma * factor) if s.target in ("gaussian", "cpm", "torch7") else s for s in specs]
 
 
 def build_codecs(specs: Sequence[OutputSpec], cfg: Config) -> List[Any]:
@@ -187,6 +190,8 @@ def lr_factor_fn(cfg: Config, steps_per_epoch: int) -> Callable[[int], float]:
         if t.lr_schedule == "multistep":
             epoch = step // steps_per_epoch
             value = t.lr_factor ** sum(epoch >= m for m in t.lr_steps)
+        elif t.lr_schedule == "step":
+            value = t.lr_factor ** (step // max(1, t.lr_step_iters))
         elif t.lr_schedule == "cosine":
             value = 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
         elif t.lr_schedule == "linear":
@@ -194,7 +199,7 @@ def lr_factor_fn(cfg: Config, steps_per_epoch: int) -> Callable[[int], float]:
         elif t.lr_schedule == "constant":
             value = 1.0
         else:
-            raise ConfigError(f"train.lr_schedule must be multistep, cosine, linear or constant, got {t.lr_schedule!r}",
+            raise ConfigError(f"train.lr_schedule must be multistep, step, cosine, linear or constant, got {t.lr_schedule!r}",
                               "train.lr_schedule")
         if step < t.warmup_iters:
             value *= t.warmup_factor + (1 - t.warmup_factor) * step / t.warmup_iters
@@ -207,14 +212,18 @@ def lr_factor_fn(cfg: Config, steps_per_epoch: int) -> Callable[[int], float]:
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     t = cfg.train
     # A model may carry its paper's per-layer learning-rate multipliers (CPM's Caffe lr_mult / decay_mult).
-    params = model.param_groups(t.lr) if hasattr(model, "param_groups") else [p for p in model.parameters() if p.requires_grad]
+    params = (model.param_groups(t.lr, t.weight_decay) if hasattr(model, "param_groups")
+              else [p for p in model.parameters() if p.requires_grad])
     if t.optimizer == "adam":
         return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
     if t.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
     if t.optimizer == "sgd":
         return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-    raise ConfigError(f"train.optimizer must be adam, adamw or sgd, got {t.optimizer!r}", "train.optimizer")
+    if t.optimizer == "rmsprop":
+        # Torch7 optim.rmsprop (Newell): alpha 0.99, eps 1e-8, no momentum
+        return torch.optim.RMSprop(params, lr=t.lr, alpha=t.rmsprop_alpha, eps=1e-8, weight_decay=t.weight_decay)
+    raise ConfigError(f"train.optimizer must be adam, adamw, sgd or rmsprop, got {t.optimizer!r}", "train.optimizer")
 
 
 # ------------------------------------------------------------------------------------------ checkpoints

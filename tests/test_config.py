@@ -14,7 +14,7 @@ def test_defaults_are_the_official_hrnet_coco_recipe():
     cfg = Config()
     assert cfg.train.optimizer == "adam" and cfg.train.lr == 1e-3 and cfg.train.weight_decay == 0.0
     assert cfg.train.lr_steps == [170, 200] and cfg.train.lr_factor == 0.1 and cfg.train.epochs == 210
-    assert cfg.model.sigma == 2.0 and cfg.input_hw == (256, 192)
+    assert cfg.model.sigma is None and cfg.input_hw == (256, 192)
     assert cfg.test.oks_thre == 0.9 and cfg.test.in_vis_thre == 0.2 and cfg.test.shift_heatmap
 
 
@@ -23,9 +23,12 @@ def test_shipped_configs_load(path):
     cfg = load_config(path)
     h, w = cfg.input_hw
     assert path.name.endswith(f"_{h}x{w}.yaml")
-    assert cfg.model.name.replace("_", "-") in path.name
-    # sigma 3 at 384x288, 2 otherwise (official yaml)
-    assert cfg.model.sigma == (3.0 if h == 384 else 2.0)
+    family = path.name.split("_")[0].split("-")[0]
+    assert cfg.model.name.startswith(family)
+    if family == "hrnet":   # sigma 3 at 384x288, 2 otherwise (official yaml)
+        assert cfg.model.sigma == (3.0 if h == 384 else 2.0)
+    from posekit.models import list_models
+    assert cfg.model.name in list_models()
 
 
 def test_round_trip_through_yaml(tmp_path):

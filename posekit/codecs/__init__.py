@@ -41,6 +41,9 @@ class OutputSpec:
     weight: multiplier of this output's loss in the total.
     people: "self" (the person of the crop) or "all" (every annotated person, CPM stage 1).
     background: add a background channel max(1 - max_k target_k, 0) (CPM).
+    quirks: reproduce the official code's known defects in the target where a codec has one (Torch7's
+        ``drawGaussian`` moves a patch cut by the left/top border inwards); outputs where the defect would
+        distort the target badly (Ke's coarse side heads) declare False.
     """
 
     stride: int = 4
@@ -52,6 +55,7 @@ class OutputSpec:
     topk: int = 8
     people: str = "self"
     background: bool = False
+    quirks: bool = True
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -79,7 +83,7 @@ def build_codec(spec: OutputSpec, input_hw: Tuple[int, int], post_process: bool 
         return MegviiHeatmap(input_hw, heatmap_hw, kernel=spec.kernel, **kwargs)
     if spec.target == "torch7":
         from .torch7 import Torch7Gaussian
-        return Torch7Gaussian(input_hw, heatmap_hw, sigma=spec.sigma, post_process=post_process)
+        return Torch7Gaussian(input_hw, heatmap_hw, sigma=spec.sigma, post_process=post_process, border_quirk=spec.quirks)
     raise ValueError(f"unknown target kind {spec.target!r}")
 
 

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from ..codecs import GaussianHeatmap
 from ..config import AugmentConfig
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..skeletons import Skeleton
 from .images import read_image
 from .records import PersonRecord
@@ -108,9 +108,20 @@ class TopDownDataset(Dataset):
             if half is not None:
                 center, scale = half
         sf, rf = aug.scale_factor, aug.rotation_factor
-        scale = scale * float(np.clip(rng.standard_normal() * sf + 1, 1 - sf, 1 + sf))
+        if aug.distribution == "normal":
+            scale = scale * float(np.clip(rng.standard_normal() * sf + 1, 1 - sf, 1 + sf))
+        elif aug.distribution == "uniform":
+            scale = scale * float(rng.uniform(1 - sf, 1 + sf))
+        elif aug.distribution == "torch7":
+            scale = scale * float(2.0 ** np.clip(rng.standard_normal() * sf, -2 * sf, 2 * sf))
+        else:
+            raise ConfigError(f"augment.distribution must be normal, uniform or torch7, got {aug.distribution!r}",
+                              "augment.distribution")
         if rng.random() <= aug.rotation_prob:
-            rotation = float(np.clip(rng.standard_normal() * rf, -2 * rf, 2 * rf))
+            if aug.distribution == "uniform":
+                rotation = float(rng.uniform(-rf, rf))
+            else:
+                rotation = float(np.clip(rng.standard_normal() * rf, -2 * rf, 2 * rf))
         if aug.flip and rng.random() <= 0.5:
             flipped = True
             center = center.copy()

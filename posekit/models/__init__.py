@@ -1,6 +1,7 @@
 """The model factory: named builders in one plain dict, and ``create_model`` on top of it.
 
-Every model follows one seam: ``forward(x)`` returns a list of all supervised outputs, the attribute
+One file per network family (hrnet, cpm, hourglass with Ke et al.'s multi-scale network, mspn,
+simple_baseline). Every model follows one seam: ``forward(x)`` returns a list of all supervised outputs, the attribute
 ``outputs`` declares each of them as a :class:`posekit.codecs.OutputSpec`, and ``num_keypoints`` says K.
 """
 from __future__ import annotations
@@ -10,12 +11,33 @@ from typing import Callable, Dict, List, Optional
 from torch import nn
 
 from ..errors import ConfigError
+from . import cpm, hourglass, mspn, simple_baseline
 from .hrnet import HRNet, hrnet_w16_small, hrnet_w32, hrnet_w48
 
 MODELS: Dict[str, Callable[..., nn.Module]] = {
     "hrnet_w32": hrnet_w32,
     "hrnet_w48": hrnet_w48,
     "hrnet_w16_small": hrnet_w16_small,
+    "cpm_1stage": cpm.cpm_1stage,
+    "cpm_2stage": cpm.cpm_2stage,
+    "cpm_3stage": cpm.cpm_3stage,
+    "cpm_4stage": cpm.cpm_4stage,
+    "cpm_5stage": cpm.cpm_5stage,
+    "cpm_6stage": cpm.cpm_6stage,
+    "cpm_6stage_topdown": cpm.cpm_6stage_topdown,
+    "hourglass_1stack": hourglass.hourglass_1stack,
+    "hourglass_2stack": hourglass.hourglass_2stack,
+    "hourglass_4stack": hourglass.hourglass_4stack,
+    "hourglass_8stack": hourglass.hourglass_8stack,
+    "ke_multiscale_hourglass": hourglass.ke_multiscale_hourglass,
+    "ke_multiscale_hourglass_ablation": hourglass.ke_multiscale_hourglass_ablation,
+    "mspn_1stage": mspn.mspn_1stage,
+    "mspn_2stage": mspn.mspn_2stage,
+    "mspn_3stage": mspn.mspn_3stage,
+    "mspn_4stage": mspn.mspn_4stage,
+    "simplebaseline_res50": simple_baseline.simplebaseline_res50,
+    "simplebaseline_res101": simple_baseline.simplebaseline_res101,
+    "simplebaseline_res152": simple_baseline.simplebaseline_res152,
 }
 
 

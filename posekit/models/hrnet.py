@@ -138,6 +138,7 @@ class HRNet(nn.Module):
         self.name = name
         self.num_keypoints = int(num_keypoints)
         self.width = int(width)
+        self.input_channels = 3
         self.outputs: List[OutputSpec] = [OutputSpec(stride=4, target="gaussian", sigma=float(sigma), loss="mse")]
 
         self.conv1 = nn.Conv2d(3, stem_width, kernel_size=3, stride=2, padding=1, bias=False)
