@@ -46,6 +46,9 @@ class DataConfig:
     extra_root: Optional[str] = None
     input_size: List[int] = field(default_factory=lambda: [256, 192])   # height, width
     box_padding: float = 1.25
+    # Test-time growth of box width and height before the aspect fit (MSPN: 0.09, 0.135; training uses
+    # augment.box_extension instead).
+    box_extension: List[float] = field(default_factory=lambda: [0.0, 0.0])
     color_rgb: bool = True
     mean: List[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     std: List[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
@@ -62,6 +65,11 @@ class AugmentConfig:
     #   torch7 (Newell's hourglass): s *= 2^clip(N(0,1) f, -2f, 2f), rot = clip(N(0,1) r, -2r, 2r)
     # the rotation is applied with probability rotation_prob, else 0.
     distribution: str = "normal"
+    # MSPN's training box: width/height x (1 + box_extension) x (1 + U(0,1) random_box_extension) before the
+    # aspect fit, and the scale multiplied by scale_shrink before the random scale (0.05 / 0.6, 0.8 / 0.8 on COCO).
+    box_extension: List[float] = field(default_factory=lambda: [0.0, 0.0])
+    random_box_extension: List[float] = field(default_factory=lambda: [0.0, 0.0])
+    scale_shrink: float = 1.0
     scale_factor: float = 0.35
     rotation_factor: float = 45.0
     rotation_prob: float = 0.6          # official HRNet (paper: U(-45, 45) always)

@@ -149,7 +149,7 @@ def make_dataset(cfg: Config, records: Sequence[PersonRecord], codecs: Sequence[
     return TopDownDataset(
         records, get_skeleton(cfg.data.skeleton), cfg.input_hw, codecs, train=train, augment=cfg.augment,
         mean=cfg.data.mean, std=cfg.data.std, color_rgb=cfg.data.color_rgb, box_padding=cfg.data.box_padding,
-        seed=cfg.train.seed, skip_unreadable=train, center_map_sigma=getattr(model, "center_map_sigma", None),
+        box_extension=cfg.data.box_extension, seed=cfg.train.seed, skip_unreadable=train, center_map_sigma=getattr(model, "center_map_sigma", None),
     )
 
 

@@ -111,3 +111,23 @@ def test_unreadable_image_is_skipped_only_when_asked(tmp_path):
     assert float(sample["target_weights"][0].sum()) == 0.0
     with pytest.raises(DataError, match="image file not found"):
         _dataset([PersonRecord(str(tmp_path / "nope.png"), record.keypoints, box=record.box)], train=False)[0]
+
+
+def test_mspn_box_extension_before_the_aspect_fit():
+    from posekit.data.dataset import record_center_scale
+
+    record = PersonRecord("x.jpg", np.zeros((14, 3)), box=np.array([10.0, 20.0, 100.0, 200.0]))
+    # HRNet: fit 0.75 then x1.25
+    center, scale = record_center_scale(record, 0.75, 1.25)
+    np.testing.assert_allclose(center, [60, 120])
+    np.testing.assert_allclose(scale, np.array([150.0, 200.0]) / 200 * 1.25)
+    # MSPN test box: w x1.09, h x1.135, then the aspect fit, no padding
+    _, scale = record_center_scale(record, 0.75, 1.0, extension=(0.09, 0.135))
+    np.testing.assert_allclose(scale, np.array([227.0 * 0.75, 227.0]) / 200)
+    # MSPN training box: x1.05, then x(1 + U*0.6) / x(1 + U*0.8), then the fit
+    rng = np.random.default_rng(0)
+    u = np.random.default_rng(0).random(2)
+    _, scale = record_center_scale(record, 0.75, 1.0, (0.05, 0.05), rng, (0.6, 0.8))
+    w, h = 105 * (1 + u[0] * 0.6), 210 * (1 + u[1] * 0.8)
+    w, h = max(w, 0.75 * h), max(h, w / 0.75)
+    np.testing.assert_allclose(scale, np.array([w, h]) / 200)

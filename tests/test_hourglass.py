@@ -546,3 +546,14 @@ def test_ke_side_heads_get_the_clean_border_and_stacks_the_torch7_one():
     assert side and all(not s.quirks for s in side) and all(s.quirks for s in main)
     assert build_codec(side[0], (256, 256)).border_quirk is False
     assert build_codec(main[0], (256, 256)).border_quirk is True
+
+
+def test_exact_sigma_target_option():
+    from posekit.codecs import GaussianHeatmap, build_codec
+
+    model = on_meta(hourglass_2stack, target="gaussian", sigma=1.0)
+    assert all(s.target == "gaussian" and s.sigma == 1.0 for s in model.outputs)
+    codec = build_codec(model.outputs[-1], (256, 256))
+    assert isinstance(codec, GaussianHeatmap)
+    heatmap, _ = codec.encode(np.array([[128.0, 128.0]]), np.array([2]))
+    assert heatmap[0, 32, 33] == pytest.approx(np.exp(-0.5))     # a true sigma of 1 heatmap px

@@ -21,7 +21,6 @@ from .images import read_image
 from .records import PersonRecord
 from .transforms import (
     affine_points,
-    box_to_center_scale,
     fit_aspect,
     flip_keypoints,
     get_affine_transform,
@@ -30,16 +29,33 @@ from .transforms import (
 )
 
 
-def record_center_scale(record: PersonRecord, aspect_ratio: float, padding: float) -> Tuple[np.ndarray, np.ndarray]:
-    """The crop of a record: its box, aspect-fixed and padded, or its given centre/scale (MPII style: the
-    person's extent / 200, padded here the same way: HRNet's MPII loader multiplies by 1.25)."""
+def record_center_scale(
+    record: PersonRecord,
+    aspect_ratio: float,
+    padding: float,
+    extension: Sequence[float] = (0.0, 0.0),
+    rng: Optional[np.random.Generator] = None,
+    random_extension: Sequence[float] = (0.0, 0.0),
+) -> Tuple[np.ndarray, np.ndarray]:
+    """The crop of a record: its box (COCO) or its centre/scale (MPII style: the person's extent / 200).
+
+    The width and height grow by ``1 + extension`` (and, with ``rng``, by ``1 + U(0, 1) * random_extension``)
+    before one side is enlarged to the aspect ratio (MSPN's box extension), then both are multiplied by
+    ``padding`` (HRNet: 1.25, also for MPII's scale). With no extension this is HRNet's ``_xywh2cs``.
+    """
     if record.center is not None and record.scale is not None:
         center = np.asarray(record.center, dtype=np.float64)
-        w, h = fit_aspect(*(np.asarray(record.scale, dtype=np.float64) * 200.0), aspect_ratio)
-        return center, np.array([w, h]) / 200.0 * padding
-    if record.box is None:
+        w, h = np.asarray(record.scale, dtype=np.float64) * 200.0
+    elif record.box is not None:
+        x, y, w, h = (float(v) for v in record.box)
+        center = np.array([x + 0.5 * w, y + 0.5 * h], dtype=np.float64)
+    else:
         raise DataError("person record has neither a box nor centre/scale", record.image_path)
-    return box_to_center_scale(record.box, aspect_ratio, padding)
+    w, h = w * (1 + extension[0]), h * (1 + extension[1])
+    if rng is not None and any(random_extension):
+        w, h = w * (1 + rng.random() * random_extension[0]), h * (1 + rng.random() * random_extension[1])
+    w, h = fit_aspect(w, h, aspect_ratio)
+    return center, np.array([w, h], dtype=np.float64) / 200.0 * padding
 
 
 class TopDownDataset(Dataset):
@@ -63,6 +79,7 @@ class TopDownDataset(Dataset):
         std: Sequence[float] = (0.229, 0.224, 0.225),
         color_rgb: bool = True,
         box_padding: float = 1.25,
+        box_extension: Sequence[float] = (0.0, 0.0),
         seed: int = 0,
         skip_unreadable: bool = False,
         center_map_sigma: Optional[float] = None,
@@ -78,6 +95,7 @@ class TopDownDataset(Dataset):
         self.inv_std = 1.0 / (np.asarray(std, dtype=np.float32) * 255.0)
         self.color_rgb = color_rgb
         self.box_padding = box_padding
+        self.box_extension = tuple(box_extension)
         self.seed = seed
         self.epoch = 0
         self.skip_unreadable = skip_unreadable
@@ -96,11 +114,13 @@ class TopDownDataset(Dataset):
 
     def crop_params(self, record: PersonRecord, image_width: int, rng: Optional[np.random.Generator]):
         """Centre, scale, rotation and flip of a sample (with augmentation when ``rng`` is given)."""
-        center, scale = record_center_scale(record, self.aspect_ratio, self.box_padding)
-        rotation, flipped = 0.0, False
-        if rng is None:
-            return center, scale, rotation, flipped
         aug = self.augment
+        if rng is None:
+            center, scale = record_center_scale(record, self.aspect_ratio, self.box_padding, self.box_extension)
+            return center, scale, 0.0, False
+        center, scale = record_center_scale(record, self.aspect_ratio, self.box_padding, aug.box_extension, rng,
+                                            aug.random_box_extension)
+        rotation, flipped = 0.0, False
         keypoints = record.keypoints
         if aug.half_body_prob > 0 and record.num_labelled > aug.half_body_min_joints and rng.random() < aug.half_body_prob:
             half = half_body_center_scale(keypoints, self.skeleton.upper_body, self.skeleton.lower_body,
@@ -108,6 +128,7 @@ class TopDownDataset(Dataset):
             if half is not None:
                 center, scale = half
         sf, rf = aug.scale_factor, aug.rotation_factor
+        scale = scale * aug.scale_shrink
         if aug.distribution == "normal":
             scale = scale * float(np.clip(rng.standard_normal() * sf + 1, 1 - sf, 1 + sf))
         elif aug.distribution == "uniform":

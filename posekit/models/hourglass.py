@@ -163,6 +163,8 @@ class StackedHourglass(nn.Module):
 
     stacks: nStack; features: nFeats (F); modules: nModules; depth: hourglass depth (4: 64x64 -> 4x4).
     sigma: Torch7 ``hmGauss`` (the target patch is 2·ceil(3 sigma)+1 wide with std 0.25 x that, see the codec).
+    target: "torch7" (the original's ``image.gaussian``, effective std 1.75 px for sigma 1) or "gaussian" (an
+        exact-sigma Gaussian, the paper's "std 1 px" reading, as bearpaw's port draws it).
     loss: "mean_mse" (Torch7 MSECriterion) or any :data:`posekit.codecs.LOSSES` name.
     torch7_init: Torch7's BN initialisation (weight ~ U(0, 1)); False keeps PyTorch's (weight 1).
     stem: "torch7" (hg.lua) or "bearpaw" (pytorch-pose's stem, to load its checkpoints; see the module docstring).
@@ -172,8 +174,10 @@ class StackedHourglass(nn.Module):
 
     def __init__(self, num_keypoints: int = 16, stacks: int = 8, features: int = 256, modules: int = 1,
                  depth: int = 4, sigma: float = 1.0, loss: str = "mean_mse", torch7_init: bool = True,
-                 stem: str = "torch7", name: str = "hourglass"):
+                 stem: str = "torch7", target: str = "torch7", name: str = "hourglass"):
         super().__init__()
+        if target not in ("torch7", "gaussian"):
+            raise ValueError(f"target must be 'torch7' or 'gaussian', got {target!r}")
         if stem not in ("torch7", "bearpaw"):
             raise ValueError(f"stem must be 'torch7' or 'bearpaw', got {stem!r}")
         if min(num_keypoints, stacks, modules, depth) < 1 or features < 2 or features % 2:
@@ -185,7 +189,7 @@ class StackedHourglass(nn.Module):
         self.features = int(features)
         self.depth = int(depth)
         self.input_multiple = 4 * 2 ** self.depth
-        self.outputs: List[OutputSpec] = [OutputSpec(stride=4, target="torch7", sigma=float(sigma), loss=loss)
+        self.outputs: List[OutputSpec] = [OutputSpec(stride=4, target=target, sigma=float(sigma), loss=loss)
                                           for _ in range(self.stacks)]
 
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=True)
