@@ -38,6 +38,8 @@ class DataConfig:
     format: str = "coco"
     root: str = "data/coco"
     skeleton: str = "coco"
+    # Train and test on these joints of the dataset, in this order (CPM's 14 of MPII's 16); null = all.
+    keypoint_subset: Optional[List[int]] = None
     train_ann: str = "annotations/person_keypoints_train2017.json"
     train_images: str = "train2017"
     val_ann: str = "annotations/person_keypoints_val2017.json"

@@ -100,6 +100,14 @@ def build_codecs(specs: Sequence[OutputSpec], cfg: Config) -> List[Any]:
             for s in specs]
 
 
+def dataset_skeleton(cfg: Config) -> Skeleton:
+    """The keypoint set the model sees: cfg.data.skeleton, reduced to cfg.data.keypoint_subset if given."""
+    skeleton = get_skeleton(cfg.data.skeleton)
+    if cfg.data.keypoint_subset is not None:
+        skeleton = skeleton.subset(cfg.data.keypoint_subset)
+    return skeleton
+
+
 def _join(root: str, path: str) -> str:
     return path if os.path.isabs(path) else os.path.join(root, path)
 
@@ -136,6 +144,14 @@ def load_records(cfg: Config, split: str) -> List[PersonRecord]:
         raise ConfigError(f"data.format must be coco, mpii, lsp or synthetic, got {data.format!r}", "data.format")
     if data.limit:
         records = records[: data.limit]
+    if data.keypoint_subset is not None:
+        dataset_skeleton(cfg)   # validates the indices against the keypoint set
+        index = list(data.keypoint_subset)
+        for r in records:
+            if max(index) >= r.keypoints.shape[0]:
+                raise ConfigError(f"data.keypoint_subset names joint {max(index)} but the data has "
+                                  f"{r.keypoints.shape[0]}", "data.keypoint_subset")
+            r.keypoints = r.keypoints[index]
     for r in records[:1]:
         if r.keypoints.shape[0] != cfg.model.num_keypoints:
             raise ConfigError(f"the data has {r.keypoints.shape[0]} keypoints but model.num_keypoints is "
@@ -147,7 +163,7 @@ def make_dataset(cfg: Config, records: Sequence[PersonRecord], codecs: Sequence[
                  model: Optional[nn.Module] = None) -> TopDownDataset:
     """The top-down dataset for cfg; a model with ``center_map_sigma`` (CPM) gets its centre-map channel."""
     return TopDownDataset(
-        records, get_skeleton(cfg.data.skeleton), cfg.input_hw, codecs, train=train, augment=cfg.augment,
+        records, dataset_skeleton(cfg), cfg.input_hw, codecs, train=train, augment=cfg.augment,
         mean=cfg.data.mean, std=cfg.data.std, color_rgb=cfg.data.color_rgb, box_padding=cfg.data.box_padding,
         box_extension=cfg.data.box_extension, seed=cfg.train.seed, skip_unreadable=train, center_map_sigma=getattr(model, "center_map_sigma", None),
     )
@@ -465,7 +481,7 @@ def run_inference(cfg: Config, model: nn.Module, records: Sequence[PersonRecord]
     codec = build_codecs(specs, cfg)[-1]
     dataset = make_dataset(cfg, records, [], train=False, model=model)
     loader = DataLoader(dataset, batch_size=cfg.test.batch_size, shuffle=False, num_workers=min(cfg.train.workers, 4))
-    flip_perm = get_skeleton(cfg.data.skeleton).flip_permutation() if cfg.test.flip_test else None
+    flip_perm = dataset_skeleton(cfg).flip_permutation() if cfg.test.flip_test else None
     was_training = model.training
     model.eval()
     parts: Dict[str, List[np.ndarray]] = {k: [] for k in ("kp", "sc", "c", "s", "id", "bs", "gt")}
@@ -487,7 +503,7 @@ def evaluate_model(cfg: Config, model: nn.Module, records: Sequence[PersonRecord
     from . import metrics
 
     preds = run_inference(cfg, model, records, progress=progress)
-    skeleton = get_skeleton(cfg.data.skeleton)
+    skeleton = dataset_skeleton(cfg)
     if cfg.test.metric == "pck":
         if skeleton.torso is None:
             raise ConfigError(f"keypoint set {skeleton.name!r} has no torso joints for PCK", "test.metric")

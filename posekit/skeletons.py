@@ -41,6 +41,34 @@ class Skeleton:
     def index(self, name: str) -> int:
         return self.keypoints.index(name)
 
+    def subset(self, indices: Sequence[int], name: Optional[str] = None) -> "Skeleton":
+        """The keypoint set made of ``indices`` of this one, in that order (e.g. CPM's 14 of MPII's 16 joints).
+
+        Flip pairs, limbs, body halves, sigmas and the torso are kept where all their joints are kept.
+        """
+        indices = [int(i) for i in indices]
+        if len(set(indices)) != len(indices) or not all(0 <= i < self.num_keypoints for i in indices):
+            raise ConfigError(f"keypoint subset {indices} must list distinct joints of {self.name} "
+                              f"(0..{self.num_keypoints - 1})")
+        new = {old: n for n, old in enumerate(indices)}
+        pairs = tuple((new[a], new[b]) for a, b in self.flip_pairs if a in new and b in new)
+        limbs = [(a, b) for a, b in self.limbs if a in new and b in new]
+        keep = [n for n, (a, b) in enumerate(self.limbs) if a in new and b in new]
+        for a, b in self.flip_pairs:
+            if (a in new) != (b in new):
+                raise ConfigError(f"keypoint subset keeps {self.keypoints[a if a in new else b]} without its mirror joint")
+        return Skeleton(
+            name=name or f"{self.name}[{len(indices)}]",
+            keypoints=tuple(self.keypoints[i] for i in indices),
+            flip_pairs=pairs,
+            limbs=tuple((new[a], new[b]) for a, b in limbs),
+            upper_body=tuple(new[i] for i in self.upper_body if i in new),
+            lower_body=tuple(new[i] for i in self.lower_body if i in new),
+            sigmas=None if self.sigmas is None else tuple(self.sigmas[i] for i in indices),
+            torso=(new[self.torso[0]], new[self.torso[1]]) if self.torso and all(t in new for t in self.torso) else None,
+            limb_colors=tuple(self.limb_colors[n] for n in keep),
+        )
+
 
 def _side_colors(keypoints: Sequence[str], limbs: Sequence[Tuple[int, int]]) -> Tuple[Tuple[int, int, int], ...]:
     def side(i: int) -> str:
@@ -131,7 +159,20 @@ SYNTHETIC = _make(
     torso=(2, 9),
 )
 
-SKELETONS: Dict[str, Skeleton] = {s.name: s for s in (COCO, MPII, LSP, SYNTHETIC)}
+# FLIC's 11 annotated upper-body joints in the order of pose-hg-train's annot/*.h5 (examples.mat parts
+# 1-7, 10, 13, 14, 17). Left/right as in those files: "l_" is the joint on the image's right (see data/flic.py).
+FLIC = _make(
+    "flic",
+    ["l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist", "l_hip", "r_hip",
+     "l_eye", "r_eye", "nose"],
+    [(0, 3), (1, 4), (2, 5), (6, 7), (8, 9)],
+    [(0, 1), (1, 2), (3, 4), (4, 5), (0, 3), (0, 6), (3, 7), (6, 7), (8, 9), (8, 10), (9, 10)],
+    upper=range(0, 11),
+    lower=(6, 7),
+    torso=(0, 7),          # left shoulder - right hip (MODEC's and CPM's FLIC normaliser)
+)
+
+SKELETONS: Dict[str, Skeleton] = {s.name: s for s in (COCO, MPII, LSP, SYNTHETIC, FLIC)}
 
 
 def get_skeleton(name: str) -> Skeleton:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,3 +58,23 @@ def test_attach_others_groups_people_by_image():
     assert records[1].extras["others"].shape == (0, 3, 3)
     assert sorted(records[0].extras["others"][:, 0, 0]) == [3, 4]
     assert sorted(records[2].extras["others"][:, 0, 0]) == [1, 4]
+
+
+def test_cpm_fourteen_part_subset_of_mpii(shared_data, tmp_path):
+    from posekit.config import load_config
+    from posekit.engine import dataset_skeleton, load_records
+    from posekit.skeletons import MPII
+
+    folder = shared_data / "samples" / "mpii"
+    config = Path(__file__).resolve().parents[1] / "configs" / "cpm-6stg_mpii_368x368.yaml"
+    cfg = load_config(config, [f"data.root={folder}", "data.val_ann=test_mpii.json", "data.val_images=."])
+    skeleton = dataset_skeleton(cfg)
+    assert skeleton.keypoints == ("head_top", "upper_neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder",
+                                  "l_elbow", "l_wrist", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle")
+    # CPM's swapLeftRight for 14 parts (1-based 3<->6, 4<->7, 5<->8, 9<->12, 10<->13, 11<->14)
+    assert sorted(skeleton.flip_pairs) == [(2, 5), (3, 6), (4, 7), (8, 11), (9, 12), (10, 13)]
+    assert skeleton.torso == (5, 8)                     # left shoulder - right hip
+    records = load_records(cfg, "val")
+    full = read_mpii_json(str(folder / "test_mpii.json"), str(folder))
+    np.testing.assert_array_equal(records[0].keypoints, full[0].keypoints[cfg.data.keypoint_subset])
+    assert records[0].keypoints.shape == (14, 3) and MPII.num_keypoints == 16
