@@ -34,7 +34,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    # coco | mpii (HRNet's JSON layout) | lsp | synthetic (COCO layout)
+    # coco | mpii (HRNet's JSON layout) | flic (train.h5 / valid.h5) | lsp | synthetic (COCO layout)
     format: str = "coco"
     root: str = "data/coco"
     skeleton: str = "coco"

@@ -134,6 +134,11 @@ def load_records(cfg: Config, split: str) -> List[PersonRecord]:
 
         records = read_mpii_json(_join(data.root, data.train_ann if train else data.val_ann),
                                  _join(data.root, data.train_images if train else data.val_images))
+    elif data.format == "flic":
+        from .data.flic import read_flic_h5
+
+        records = read_flic_h5(_join(data.root, data.train_ann if train else data.val_ann),
+                               _join(data.root, data.train_images if train else data.val_images))
     elif data.format == "lsp":
         from .data.lsp import lsp_standard_split
 
@@ -141,7 +146,7 @@ def load_records(cfg: Config, split: str) -> List[PersonRecord]:
         train_records, test_records = lsp_standard_split(data.root, data.extra_root, require_test=not train)
         records = train_records if train else test_records
     else:
-        raise ConfigError(f"data.format must be coco, mpii, lsp or synthetic, got {data.format!r}", "data.format")
+        raise ConfigError(f"data.format must be coco, mpii, flic, lsp or synthetic, got {data.format!r}", "data.format")
     if data.limit:
         records = records[: data.limit]
     if data.keypoint_subset is not None:
