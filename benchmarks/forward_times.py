@@ -20,7 +20,7 @@ DEFAULT = ["hrnet_w32", "hrnet_w48", "simplebaseline_res50", "mspn_1stage", "msp
 def main() -> None:
     names = sys.argv[1:] or DEFAULT
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"| model | input | batch 1 (ms) | batch 8 (ms) |\n|---|---|---|---|")
+    print("| model | input | batch 1 (ms) | batch 8 (ms) |\n|---|---|---|---|")
     for name in names:
         hw, k, _ = settings_for(name)[0]
         b1 = forward_ms(name, hw, k, 1)

@@ -78,6 +78,12 @@ class AugmentConfig:
     half_body_prob: float = 0.3
     half_body_min_joints: int = 8       # half-body needs more than this many labelled joints
     half_body_scale: float = 1.5
+    half_body_style: str = "hrnet"      # hrnet | mspn (see transforms.half_body_center_scale)
+    half_body_extension: List[float] = field(default_factory=lambda: [0.6, 0.8])   # mspn style only
+    # Joints that count as upper body for the half-body crop (null: the keypoint set's; MSPN on COCO adds the hips)
+    half_body_upper: Optional[List[int]] = None
+    # Per-channel colour multiplier U(lo, hi) on the [0, 1] image, clamped (Newell's hourglass: [0.6, 1.4]); null = off
+    color_jitter: Optional[List[float]] = None
 
 
 @dataclass

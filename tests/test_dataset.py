@@ -131,3 +131,15 @@ def test_mspn_box_extension_before_the_aspect_fit():
     w, h = 105 * (1 + u[0] * 0.6), 210 * (1 + u[1] * 0.8)
     w, h = max(w, 0.75 * h), max(h, w / 0.75)
     np.testing.assert_allclose(scale, np.array([w, h]) / 200)
+
+
+def test_colour_jitter_multiplies_each_channel_and_clamps(tmp_path):
+    record, _ = _figure_image(tmp_path / "a.png")
+    plain = AugmentConfig(flip=False, scale_factor=0.0, rotation_prob=0.0, half_body_prob=0)
+    jitter = AugmentConfig(flip=False, scale_factor=0.0, rotation_prob=0.0, half_body_prob=0, color_jitter=[0.6, 1.4])
+    a = _dataset([record], train=True, augment=plain)[0]["image"].numpy()
+    b = _dataset([record], train=True, augment=jitter)[0]["image"].numpy()
+    assert b.max() <= 255.0 + 1e-4
+    unclipped = (a > 0) & (b < 254.9)
+    ratios = [np.median(b[c][unclipped[c]] / a[c][unclipped[c]]) for c in range(3)]
+    assert all(0.6 <= r <= 1.4 for r in ratios) and len({round(float(r), 3) for r in ratios}) == 3

@@ -341,3 +341,29 @@ def test_half_body_draws_exactly_one_normal():
 
 def test_pixel_std():
     assert PIXEL_STD == 200.0
+
+
+def test_mspn_half_body_uses_the_extent_centre_and_random_extension():
+    from posekit.data.transforms import half_body_center_scale
+
+    kp = np.zeros((6, 3))
+    kp[:4] = [[10, 10, 2], [30, 10, 2], [10, 50, 2], [30, 50, 2]]     # four upper joints
+    kp[4:] = [[0, 90, 2], [40, 95, 2]]                               # two lower joints: too few for mspn
+    rng = np.random.default_rng(4)
+    draw = np.random.default_rng(4)
+    normal, u = draw.standard_normal(), draw.random(2)
+    center, scale = half_body_center_scale(kp, [0, 1, 2, 3], [4, 5], 0.75, rng, style="mspn",
+                                           random_extension=(0.6, 0.8))
+    np.testing.assert_allclose(center, [20, 30])                      # centre of the extent, not the mean
+    w, h = 20 * (1 + u[0] * 0.6), 40 * (1 + u[1] * 0.8)
+    w, h = max(w, 0.75 * h), max(h, w / 0.75)
+    np.testing.assert_allclose(scale, np.array([w, h]) / 200)        # no x1.5
+    # three upper joints are not enough for mspn (needs > 3 to choose a half, >= 3 to crop), enough for hrnet
+    kp3 = kp.copy()
+    kp3[3, 2] = 0
+    kp3[5, 2] = 0
+    assert half_body_center_scale(kp3, [0, 1, 2, 3], [4, 5], 0.75, np.random.default_rng(0), style="mspn") is not None
+    kp2 = kp3.copy()
+    kp2[2, 2] = 0
+    assert half_body_center_scale(kp2, [0, 1, 2, 3], [4, 5], 0.75, np.random.default_rng(0), style="mspn") is None
+    assert half_body_center_scale(kp2, [0, 1, 2, 3], [4, 5], 0.75, np.random.default_rng(0)) is not None

@@ -123,8 +123,10 @@ class TopDownDataset(Dataset):
         rotation, flipped = 0.0, False
         keypoints = record.keypoints
         if aug.half_body_prob > 0 and record.num_labelled > aug.half_body_min_joints and rng.random() < aug.half_body_prob:
-            half = half_body_center_scale(keypoints, self.skeleton.upper_body, self.skeleton.lower_body,
-                                          self.aspect_ratio, rng, aug.half_body_scale)
+            upper = self.skeleton.upper_body if aug.half_body_upper is None else aug.half_body_upper
+            lower = [i for i in range(self.skeleton.num_keypoints) if i not in set(upper)]
+            half = half_body_center_scale(keypoints, upper, lower, self.aspect_ratio, rng, aug.half_body_scale,
+                                          style=aug.half_body_style, random_extension=aug.half_body_extension)
             if half is not None:
                 center, scale = half
         sf, rf = aug.scale_factor, aug.rotation_factor
@@ -175,6 +177,9 @@ class TopDownDataset(Dataset):
             warp_matrix = matrix
         if image is not None:
             crop = warp_image(image, warp_matrix, self.input_hw).astype(np.float32)
+            if rng is not None and self.augment.color_jitter:
+                lo, hi = self.augment.color_jitter
+                crop = np.clip(crop * rng.uniform(lo, hi, 3).astype(np.float32), 0.0, 255.0)
             crop = (crop - self.mean) * self.inv_std
         else:
             crop = np.zeros((*self.input_hw, 3), dtype=np.float32)

@@ -122,23 +122,34 @@ def half_body_center_scale(
     aspect_ratio: float,
     rng: np.random.Generator,
     scale_factor: float = 1.5,
+    style: str = "hrnet",
+    random_extension: Sequence[float] = (0.6, 0.8),
 ) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-    """Official HRNet half-body crop: upper body if N(0,1) < 0.5 (and enough joints), else lower.
+    """Half-body crop: the upper body if N(0,1) < 0.5 (and enough of its joints are labelled), else the lower.
 
-    Returns None when fewer than two joints of the chosen half are labelled.
+    style "hrnet" (official HRNet): a half needs more than 2 labelled joints, the centre is their mean and the
+    aspect-fitted extent is scaled by ``scale_factor``. style "mspn" (official MSPN): more than 3 joints, the
+    centre is the extent's centre, width and height grow by ``1 + U(0,1) * random_extension`` before the fit.
+    Returns None when fewer than 2 (hrnet) / 3 (mspn) joints of the chosen half are labelled.
     """
     labelled = keypoints[:, 2] > 0
     upper = [i for i in upper_ids if labelled[i]]
     lower = [i for i in lower_ids if labelled[i]]
-    if rng.standard_normal() < 0.5 and len(upper) > 2:
+    need = 2 if style == "hrnet" else 3
+    if rng.standard_normal() < 0.5 and len(upper) > need:
         chosen = upper
     else:
-        chosen = lower if len(lower) > 2 else upper
-    if len(chosen) < 2:
+        chosen = lower if len(lower) > need else upper
+    if len(chosen) < need:
         return None
     pts = keypoints[chosen, :2]
-    center = pts.mean(axis=0)
     left_top, right_bottom = pts.min(axis=0), pts.max(axis=0)
-    w, h = fit_aspect(right_bottom[0] - left_top[0], right_bottom[1] - left_top[1], aspect_ratio)
-    scale = np.array([w / PIXEL_STD, h / PIXEL_STD], dtype=np.float64) * scale_factor
-    return center, scale
+    w, h = right_bottom - left_top
+    if style == "hrnet":
+        center = pts.mean(axis=0)
+        w, h = fit_aspect(w, h, aspect_ratio)
+        return center, np.array([w / PIXEL_STD, h / PIXEL_STD], dtype=np.float64) * scale_factor
+    center = (left_top + right_bottom) / 2.0
+    w, h = w * (1 + rng.random() * random_extension[0]), h * (1 + rng.random() * random_extension[1])
+    w, h = fit_aspect(w, h, aspect_ratio)
+    return center, np.array([w / PIXEL_STD, h / PIXEL_STD], dtype=np.float64)
