@@ -351,7 +351,8 @@ def test_mspn_half_body_uses_the_extent_centre_and_random_extension():
     kp[4:] = [[0, 90, 2], [40, 95, 2]]                               # two lower joints: too few for mspn
     rng = np.random.default_rng(4)
     draw = np.random.default_rng(4)
-    normal, u = draw.standard_normal(), draw.random(2)
+    draw.standard_normal()                                           # the upper/lower draw
+    u = draw.random(2)
     center, scale = half_body_center_scale(kp, [0, 1, 2, 3], [4, 5], 0.75, rng, style="mspn",
                                            random_extension=(0.6, 0.8))
     np.testing.assert_allclose(center, [20, 30])                      # centre of the extent, not the mean
