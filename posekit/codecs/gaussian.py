@@ -55,9 +55,11 @@ class GaussianHeatmap:
         return coords * self.stride_xy, maxvals
 
 
-def argmax_quarter_offset(heatmaps: ArrayLike, post_process: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+def argmax_quarter_offset(heatmaps: ArrayLike, post_process: bool = True, lowest: int = 2) -> Tuple[np.ndarray, np.ndarray]:
     """Official ``get_final_preds`` on heatmap coordinates: argmax, then 0.25 px toward the higher neighbour.
 
+    The step is taken where lowest <= x, y and x <= w - 2, y <= h - 2: HRNet's strict ``1 < p < size - 1`` is
+    lowest = 2; Torch7's ``1 < p < res`` in 1-based coordinates is lowest = 1.
     Returns coordinates in heatmap pixels (N x K x 2) and the maxima (N x K). Maxima <= 0 give (0, 0).
     """
     hm = heatmaps.detach().float().cpu().numpy() if isinstance(heatmaps, torch.Tensor) else np.asarray(heatmaps, dtype=np.float32)
@@ -67,10 +69,10 @@ def argmax_quarter_offset(heatmaps: ArrayLike, post_process: bool = True) -> Tup
     maxvals = np.take_along_axis(flat, idx[..., None], axis=2)[..., 0]
     coords = np.stack([idx % w, idx // w], axis=-1).astype(np.float64)
     coords *= (maxvals > 0)[..., None]
-    if post_process:
+    if post_process and h >= 3 and w >= 3:   # smaller maps have no neighbours on both sides
         px = np.floor(coords[..., 0] + 0.5).astype(np.int64)
         py = np.floor(coords[..., 1] + 0.5).astype(np.int64)
-        inside = (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
+        inside = (px >= lowest) & (px <= w - 2) & (py >= lowest) & (py <= h - 2)
         pxc, pyc = np.clip(px, 1, w - 2), np.clip(py, 1, h - 2)
         ni, ki = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
         dx = hm[ni, ki, pyc, pxc + 1] - hm[ni, ki, pyc, pxc - 1]

@@ -35,9 +35,8 @@ import math
 from typing import Optional, Tuple
 
 import numpy as np
-import torch
 
-from .gaussian import ArrayLike
+from .gaussian import ArrayLike, argmax_quarter_offset
 
 
 class Torch7Gaussian:
@@ -94,22 +93,6 @@ class Torch7Gaussian:
 
     def decode(self, heatmaps: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
         """N x K x h x w heatmaps -> (N x K x 2 crop coordinates, N x K scores = the maxima)."""
-        hm = (heatmaps.detach().float().cpu().numpy() if isinstance(heatmaps, torch.Tensor)
-              else np.asarray(heatmaps, dtype=np.float32))
-        n, k, h, w = hm.shape
-        flat = hm.reshape(n, k, h * w)
-        idx = flat.argmax(axis=2)
-        maxvals = np.take_along_axis(flat, idx[..., None], axis=2)[..., 0]
-        px = np.where(maxvals > 0, idx % w, 0)
-        py = np.where(maxvals > 0, idx // w, 0)
-        coords = np.stack([px, py], axis=-1).astype(np.float64)
-        if self.post_process and h >= 3 and w >= 3:
-            inside = (px >= 1) & (px <= w - 2) & (py >= 1) & (py <= h - 2)
-            pxc, pyc = np.clip(px, 1, w - 2), np.clip(py, 1, h - 2)
-            ni, ki = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
-            dx = hm[ni, ki, pyc, pxc + 1] - hm[ni, ki, pyc, pxc - 1]
-            dy = hm[ni, ki, pyc + 1, pxc] - hm[ni, ki, pyc - 1, pxc]
-            coords[..., 0] += np.where(inside, 0.25 * np.sign(dx), 0.0)
-            coords[..., 1] += np.where(inside, 0.25 * np.sign(dy), 0.0)
+        coords, maxvals = argmax_quarter_offset(heatmaps, self.post_process, lowest=1)
         # Torch7's +0.5: the centre of the floor bin, s·(x + 0.5) in crop pixels.
-        return (coords + 0.5) * self.stride_xy, maxvals.astype(np.float64)
+        return (coords + 0.5) * self.stride_xy, maxvals

@@ -86,3 +86,24 @@ def make_layer(block: Block, inplanes: int, planes: int, blocks: int, stride: in
     layers = [block(inplanes, planes, stride, downsample)]
     layers += [block(planes * block.expansion, planes) for _ in range(1, blocks)]
     return nn.Sequential(*layers)
+
+
+def check_input_shape(x: torch.Tensor, name: str, channels: int, multiple: int, what: str = "") -> None:
+    """Raise a one-line ValueError unless x is N x channels x H x W with H and W multiples of ``multiple``."""
+    shape = tuple(x.shape)
+    if x.dim() != 4 or shape[1] != channels or shape[2] % multiple or shape[3] % multiple:
+        described = f" ({what})" if what else ""
+        raise ValueError(f"{name} expects an N x {channels} x H x W input{described} with H and W multiples of "
+                         f"{multiple}, got shape {' x '.join(map(str, shape)) or 'scalar'}")
+
+
+def init_normal(module: nn.Module, std: float) -> None:
+    """The official HRNet / SimpleBaseline initialisation: (de)conv weights ~ N(0, std^2), biases 0, BN 1 / 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)

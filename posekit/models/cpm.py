@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..codecs import OutputSpec
+from .blocks import check_input_shape
 
 # Three stride-2 pools: input height and width must be multiples of 8 for the maps to be exactly H/8 x W/8.
 STRIDE = 8
@@ -193,11 +194,8 @@ class CPM(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ValueError unless x is N x input_channels x H x W with H and W multiples of 8."""
-        shape = tuple(x.shape)
-        if x.dim() != 4 or shape[1] != self.input_channels or shape[2] % STRIDE or shape[3] % STRIDE:
-            what = "image + centre map" if self.center_map else "image"
-            raise ValueError(f"{self.name} expects an N x {self.input_channels} x H x W input ({what}) with H and W "
-                             f"multiples of {STRIDE}, got shape {' x '.join(map(str, shape)) or 'scalar'}")
+        check_input_shape(x, self.name, self.input_channels, STRIDE,
+                          "image + centre map" if self.center_map else "image")
 
     def _stage1(self, image: torch.Tensor) -> torch.Tensor:
         y = self.pool1_stage1(F.relu(self.conv1_stage1(image)))

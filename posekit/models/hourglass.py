@@ -75,6 +75,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..codecs import OutputSpec
+from .blocks import check_input_shape
 
 # Called on each decoder merge of an Hourglass with (factor, merged) where the merge is at 1/factor of the
 # hourglass input resolution; what it returns continues up the decoder.
@@ -221,10 +222,7 @@ class StackedHourglass(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ValueError unless x is N x 3 x H x W with H and W multiples of 4·2^depth (64 for depth 4)."""
-        shape = tuple(x.shape)
-        if x.dim() != 4 or shape[1] != 3 or shape[2] % self.input_multiple or shape[3] % self.input_multiple:
-            raise ValueError(f"{self.name} expects an N x 3 x H x W input with H and W multiples of "
-                             f"{self.input_multiple}, got shape {' x '.join(map(str, shape)) or 'scalar'}")
+        check_input_shape(x, self.name, 3, self.input_multiple)
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         """Image -> F features at stride 4."""

@@ -50,6 +50,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..codecs import OutputSpec
+from .blocks import check_input_shape
 
 INPUT_MULTIPLE = 32
 RESNET50_LAYERS = (3, 4, 6, 3)
@@ -310,10 +311,7 @@ class MSPN(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ValueError unless x is N x 3 x H x W with H and W multiples of 32."""
-        shape = tuple(x.shape)
-        if x.dim() != 4 or shape[1] != 3 or shape[2] % INPUT_MULTIPLE or shape[3] % INPUT_MULTIPLE:
-            raise ValueError(f"{self.name} expects an N x 3 x H x W input with H and W multiples of "
-                             f"{INPUT_MULTIPLE}, got shape {' x '.join(map(str, shape)) or 'scalar'}")
+        check_input_shape(x, self.name, 3, INPUT_MULTIPLE)
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         self.check_input(x)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..codecs import OutputSpec
-from .blocks import BN_MOMENTUM, Bottleneck, make_layer
+from .blocks import BN_MOMENTUM, Bottleneck, check_input_shape, init_normal, make_layer
 
 INPUT_MULTIPLE = 32
 RESNET_LAYERS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -86,21 +86,11 @@ class SimpleBaseline(nn.Module):
 
     def init_weights(self) -> None:
         """Official: every conv / deconv weight ~ N(0, 0.001^2), final bias 0, BN weight 1 and bias 0."""
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.normal_(m.weight, std=0.001)
-                if m.bias is not None:
-                    nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_normal(self, std=0.001)
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ValueError unless x is N x 3 x H x W with H and W multiples of 32."""
-        shape = tuple(x.shape)
-        if x.dim() != 4 or shape[1] != 3 or shape[2] % INPUT_MULTIPLE or shape[3] % INPUT_MULTIPLE:
-            raise ValueError(f"{self.name} expects an N x 3 x H x W input with H and W multiples of "
-                             f"{INPUT_MULTIPLE}, got shape {' x '.join(map(str, shape)) or 'scalar'}")
+        check_input_shape(x, self.name, 3, INPUT_MULTIPLE)
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         self.check_input(x)
