@@ -75,6 +75,8 @@ def _json_safe(value):
 
 def format_metrics(metrics: dict) -> str:
     lines = []
+    if "table" in metrics:
+        return metrics["table"]
     if "per_joint" in metrics:
         lines.append(f"{'joint':<14} PCK")
         for name, value in metrics["per_joint"].items():

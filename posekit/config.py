@@ -117,7 +117,7 @@ class TrainConfig:
 
 @dataclass
 class TestConfig:
-    metric: str = "coco"                # coco | pck
+    metric: str = "coco"                # coco | pck (torso, LSP/FLIC) | pckh (MPII)
     batch_size: int = 32
     flip_test: bool = True
     shift_heatmap: bool = True

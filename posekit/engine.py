@@ -130,10 +130,11 @@ def load_records(cfg: Config, split: str) -> List[PersonRecord]:
         else:
             records = read_coco_keypoints(ann, images, train=train)
     elif data.format == "mpii":
-        from .data.mpii import read_mpii_json
+        from .data.mpii import read_mpii_h5, read_mpii_json
 
-        records = read_mpii_json(_join(data.root, data.train_ann if train else data.val_ann),
-                                 _join(data.root, data.train_images if train else data.val_images))
+        ann = _join(data.root, data.train_ann if train else data.val_ann)
+        reader = read_mpii_h5 if ann.endswith(".h5") else read_mpii_json   # Tompson's valid.h5 or HRNet's JSON
+        records = reader(ann, _join(data.root, data.train_images if train else data.val_images))
     elif data.format == "flic":
         from .data.flic import read_flic_h5
 
@@ -452,7 +453,7 @@ def train(
         last_epoch = epoch >= t.epochs or step >= total_steps or stopped_early
         if val_records is not None and ((t.eval_every and epoch % t.eval_every == 0) or last_epoch):
             metrics = evaluate_model(cfg, model, val_records, progress=False, write=False)
-            entry.update({k: v for k, v in metrics.items() if k == "pck" or k in COCO_STAT_NAMES})
+            entry.update({k: v for k, v in metrics.items() if k in ("pck", "Mean", "Mean@0.1") or k in COCO_STAT_NAMES})
         history.append(entry)
         _append_jsonl(out / "metrics.jsonl", entry)
         if on_epoch_end:
@@ -516,6 +517,25 @@ def evaluate_model(cfg: Config, model: nn.Module, records: Sequence[PersonRecord
                           skeleton.torso, alpha=cfg.test.pck_alpha)
         return {"pck": float(res["mean"]), "per_joint": dict(zip(skeleton.keypoints, map(float, res["per_joint"]))),
                 "alpha": cfg.test.pck_alpha, "people": int(res["num_people"]), "excluded_people": int(res["excluded_people"])}
+    if cfg.test.metric == "pckh":
+        head_size = np.array([r.extras.get("head_size", np.nan) for r in records], dtype=np.float64)
+        if not np.isfinite(head_size).all():
+            raise ConfigError("test.metric pckh needs MPII head sizes: use the valid.h5 annotations "
+                              "(data.val_ann: annot/valid.h5)", "test.metric")
+        pred, gt, annotated = preds.keypoints, preds.gt_keypoints[..., :2], preds.gt_keypoints[..., 2] > 0
+        if cfg.data.keypoint_subset is not None:
+            # A subset of MPII's joints (CPM's 14 parts) is scored in MPII's order; the joints the model does not
+            # predict (pelvis, thorax) count as unannotated, as the release's benchmark leaves them out.
+            n, index = len(pred), list(cfg.data.keypoint_subset)
+            pred16, gt16, ann16 = np.zeros((n, 16, 2)), np.zeros((n, 16, 2)), np.zeros((n, 16), dtype=bool)
+            pred16[:, index], gt16[:, index], ann16[:, index] = pred, gt, annotated
+            pred, gt, annotated = pred16, gt16, ann16
+        if pred.shape[1] != 16:
+            raise ConfigError(f"PCKh is defined on MPII's 16 joints; the model predicts {pred.shape[1]}", "test.metric")
+        res = metrics.pckh(pred, gt, annotated, head_size)
+        out = {k: float(res[k]) for k in ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean", "Mean@0.1")}
+        out["table"] = metrics.format_pckh_table(res)
+        return out
     if cfg.test.metric == "coco":
         results = coco_results(cfg, preds, skeleton)
         path = results_path or Path(cfg.output_dir) / "results" / "keypoints_results.json"
@@ -528,7 +548,7 @@ def evaluate_model(cfg: Config, model: nn.Module, records: Sequence[PersonRecord
             stats["results_file"] = str(path)
         stats["boxes"] = "ground truth" if cfg.test.use_gt_bbox else f"detections ({cfg.test.det_file})"
         return stats
-    raise ConfigError(f"test.metric must be coco or pck, got {cfg.test.metric!r}", "test.metric")
+    raise ConfigError(f"test.metric must be coco, pck or pckh, got {cfg.test.metric!r}", "test.metric")
 
 
 def coco_results(cfg: Config, preds: Predictions, skeleton: Skeleton) -> List[Dict[str, Any]]:

@@ -560,3 +560,187 @@ def coco_evaluate(
     stats = CocoStats(zip(COCO_STAT_NAMES, values))
     stats.summary = summary
     return stats
+
+
+# ----------------------------------------------------------------------------------------------
+# MPII PCKh
+# ----------------------------------------------------------------------------------------------
+#
+# HRNet's ``mpii.py::evaluate`` (spec 1.6), which MSPN copies. Joints in MPII order
+# (posekit.skeletons.MPII: 0 r_ankle ... 6 pelvis, 7 thorax, 8 upper_neck, 9 head_top ... 15 l_wrist).
+
+MPII_PCKH_NUM_JOINTS = 16
+PCKH_SC_BIAS = 0.6  # head size = 0.6 x head-box diagonal (MPII's util_get_head_size)
+# The columns of HRNet's table: one joint (Head) or a (left, right) pair whose PCKh values are averaged.
+PCKH_GROUPS: Tuple[Tuple[str, Tuple[int, ...]], ...] = (
+    ("Head", (9,)),
+    ("Shoulder", (13, 12)),
+    ("Elbow", (14, 11)),
+    ("Wrist", (15, 10)),
+    ("Hip", (3, 2)),
+    ("Knee", (4, 1)),
+    ("Ankle", (5, 0)),
+)
+PCKH_EXCLUDED_FROM_MEAN: Tuple[int, ...] = (6, 7)  # pelvis and thorax (HRNet masks them)
+PCKH_TABLE_COLUMNS: Tuple[str, ...] = tuple(name for name, _ in PCKH_GROUPS) + ("Mean", "Mean@0.1")
+# HRNet's curve thresholds, 0:0.01:0.5 (51 values).
+PCKH_THRESHOLDS = np.arange(0, 0.5 + 0.01, 0.01)
+# HRNet's "Mean@0.1" reads pckAll[11] of PCKH_THRESHOLDS, which is 0.11, not 0.1 (HRNet issue #167;
+# mmpose fixed the index). Pass low_threshold=HRNET_MEAN01_THRESHOLD to reproduce HRNet's logs exactly.
+HRNET_MEAN01_THRESHOLD = float(PCKH_THRESHOLDS[11])
+
+
+def _pckh_inputs(pred: Any, gt: Any, annotated: Any, head_size: Any) -> Tuple[np.ndarray, np.ndarray]:
+    """-> (N x 16 normalised errors, +inf where the joint is not annotated so it never counts; annotated)."""
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    annotated = np.asarray(annotated)
+    head = np.asarray(head_size, dtype=np.float64)
+    for name, array in (("predictions", pred), ("ground truth", gt)):
+        if array.ndim != 3 or array.shape[2] < 2:
+            raise ValueError(f"{name} must be N x {MPII_PCKH_NUM_JOINTS} x 2, got shape {array.shape}")
+    if pred.shape[0] != gt.shape[0]:
+        raise ValueError(f"{pred.shape[0]} predictions for {gt.shape[0]} ground-truth people")
+    for name, array in (("predictions", pred), ("ground truth", gt)):
+        if array.shape[1] != MPII_PCKH_NUM_JOINTS:
+            raise ValueError(f"{name} have {array.shape[1]} joints where MPII PCKh expects {MPII_PCKH_NUM_JOINTS} "
+                             "(MPII order, pelvis and thorax included)")
+    num_people = gt.shape[0]
+    if annotated.shape != (num_people, MPII_PCKH_NUM_JOINTS) or annotated.dtype.kind not in "biuf":
+        raise ValueError(f"annotated must be N x {MPII_PCKH_NUM_JOINTS} booleans with N = {num_people}, "
+                         f"got shape {annotated.shape} ({annotated.dtype})")
+    if head.shape != (num_people,):
+        raise ValueError(f"head_size must hold N = {num_people} values, got shape {head.shape}")
+    annotated = annotated > 0
+
+    pred, gt = pred[..., :2], gt[..., :2]
+    bad = ~np.isfinite(pred).all(axis=2)
+    if bad.any():
+        person, joint = np.argwhere(bad)[0]
+        raise ValueError(f"predictions hold NaN or infinite coordinates ({int(bad.sum())} joints; "
+                         f"first: person {person}, joint {joint})")
+    bad = annotated & ~np.isfinite(gt).all(axis=2)
+    if bad.any():
+        person, joint = np.argwhere(bad)[0]
+        raise ValueError(f"ground truth holds NaN or infinite coordinates for annotated joints "
+                         f"(first: person {person}, joint {joint})")
+    bad_head = annotated.any(axis=1) & ~(np.isfinite(head) & (head > 0))
+    if bad_head.any():
+        person = int(np.argmax(bad_head))
+        raise ValueError(f"head_size must be finite and > 0 for every person with an annotated joint "
+                         f"(person {person} has {head[person]})")
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Divide (as HRNet does) rather than compare against threshold * head: a distance of exactly
+        # threshold * head size then counts, as in the official code.
+        normalised = np.linalg.norm(pred - gt, axis=2) / head[:, None]
+    return np.where(annotated, normalised, np.inf), annotated
+
+
+def _pckh_correct(normalised: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """T x 16 counts of annotated joints with normalised error <= each threshold (one sort per joint)."""
+    ordered = np.sort(normalised, axis=0)  # unannotated joints (+inf) sort last and never count
+    return np.stack([np.searchsorted(ordered[:, j], thresholds, side="right")
+                     for j in range(ordered.shape[1])], axis=-1)
+
+
+def _percent(correct: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(counts > 0, 100.0 * correct / np.maximum(counts, 1), np.nan)
+
+
+def _pckh_weighted_mean(correct: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """HRNet's sum_j PCKh_j * count_j / sum(count) without pelvis/thorax, i.e. 100 * hits / counted.
+
+    Written as the ratio of sums so that a joint nobody annotated adds nothing instead of a NaN.
+    """
+    keep = np.ones(MPII_PCKH_NUM_JOINTS, dtype=bool)
+    keep[list(PCKH_EXCLUDED_FROM_MEAN)] = False
+    total = counts[keep].sum()
+    if total == 0:
+        return np.full(correct.shape[:-1], np.nan)
+    return 100.0 * correct[..., keep].sum(axis=-1) / total
+
+
+def pckh(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    annotated: np.ndarray,
+    head_size: np.ndarray,
+    threshold: float = 0.5,
+    low_threshold: float = 0.1,
+) -> Dict[str, Any]:
+    """MPII PCKh as HRNet's ``mpii.py::evaluate`` (spec 1.6).
+
+    pred, gt: N x 16 x 2 in MPII joint order (extra columns such as scores are ignored; both in the
+    same pixel convention, the offset cancels); annotated: N x 16, the joints that count — those
+    present in the annotation, *not* MPII's visibility flag (``read_mpii_h5`` gives them v > 0);
+    head_size: N values, already 0.6 x the head-box diagonal (``extras['head_size']``).
+    A joint is correct where ``||pred - gt|| / head_size <= threshold`` and it is annotated.
+
+    Returns a dict: ``per_joint`` (16 PCKh values in percent, nan for a joint never annotated),
+    ``counts`` and ``correct`` (16 ints); the columns of HRNet's table — ``Head`` (head_top) and
+    ``Shoulder``, ``Elbow``, ``Wrist``, ``Hip``, ``Knee``, ``Ankle`` (the mean of the left and right
+    PCKh values) — ``Mean`` (sum_j PCKh_j * count_j / sum of counts, pelvis and thorax excluded) and
+    ``Mean@0.1`` (the same at ``low_threshold``); plus ``threshold``, ``low_threshold``, ``num_people``.
+    HRNet's own "Mean@0.1" is computed at 0.11 (an index slip): pass
+    ``low_threshold=HRNET_MEAN01_THRESHOLD`` to match its logs digit for digit.
+    Raises ValueError for mismatched shapes, a joint count other than 16, NaN/inf in the predictions
+    (or in annotated ground truth), or a non-positive head size of a person with annotated joints.
+    """
+    normalised, counted = _pckh_inputs(pred, gt, annotated, head_size)
+    correct = _pckh_correct(normalised, np.array([float(threshold), float(low_threshold)]))
+    counts = counted.sum(axis=0)
+    per_joint = _percent(correct[0], counts)
+    result: Dict[str, Any] = {"per_joint": per_joint, "counts": counts, "correct": correct[0]}
+    for name, joints in PCKH_GROUPS:
+        result[name] = float(np.mean(per_joint[list(joints)]))
+    means = _pckh_weighted_mean(correct, counts)
+    result["Mean"] = float(means[0])
+    result["Mean@0.1"] = float(means[1])
+    result.update(threshold=float(threshold), low_threshold=float(low_threshold), num_people=int(len(normalised)))
+    return result
+
+
+def pckh_curve(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    annotated: np.ndarray,
+    head_size: np.ndarray,
+    thresholds: Sequence[float] = PCKH_THRESHOLDS,
+) -> Dict[str, Any]:
+    """PCKh at each of ``thresholds`` (HRNet's ``pckAll``: 0, 0.01, ..., 0.5 by default), same rules as :func:`pckh`.
+
+    Returns ``thresholds`` (T), ``per_joint`` (T x 16, percent), ``mean`` (T, the count-weighted mean
+    without pelvis and thorax, i.e. ``Mean`` at each threshold) and ``counts`` (16).
+    """
+    thresholds_arr = np.asarray(list(thresholds), dtype=np.float64)
+    if thresholds_arr.ndim != 1 or thresholds_arr.size == 0 or not np.isfinite(thresholds_arr).all():
+        raise ValueError("thresholds must be a non-empty sequence of finite numbers")
+    normalised, counted = _pckh_inputs(pred, gt, annotated, head_size)
+    correct = _pckh_correct(normalised, thresholds_arr)
+    counts = counted.sum(axis=0)
+    return {
+        "thresholds": thresholds_arr,
+        "per_joint": _percent(correct, counts),
+        "mean": _pckh_weighted_mean(correct, counts),
+        "counts": counts,
+    }
+
+
+def format_pckh_table(result: Dict[str, Any], arch: Optional[str] = None, digits: int = 3) -> str:
+    """The PCKh columns as the Markdown table HRNet logs: Head | Shoulder | ... | Mean | Mean@0.1.
+
+    ``result`` is what :func:`pckh` returns; ``arch`` adds HRNet's leading "Arch" column. Values get
+    ``digits`` decimals (HRNet prints 3).
+    """
+    missing = [name for name in PCKH_TABLE_COLUMNS if name not in result]
+    if missing:
+        raise ValueError(f"not a PCKh result: no {', '.join(missing)}")
+    names = list(PCKH_TABLE_COLUMNS)
+    values = [f"{float(result[name]):.{digits}f}" for name in names]
+    if arch is not None:
+        names.insert(0, "Arch")
+        values.insert(0, arch)
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names), "| " + " | ".join(values) + " |"]
+    return "\n".join(lines)

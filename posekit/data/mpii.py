@@ -5,7 +5,8 @@ Each entry: ``image``, ``center`` (x, y), ``scale`` (person height / 200), ``joi
 (MPII's centre sits high on the body), and the Matlab 1-based coordinates become 0-based (centre and joints
 minus 1). The dataset pads the scale by ``data.box_padding`` (1.25 in HRNet's recipe).
 Annotated joints get v = 2: the JSON does not tell occluded from visible (MSPN stores them the same way).
-The release ``.mat``, ``valid.h5`` and the PCKh protocol come with the MPII evaluation work.
+:func:`read_mpii_h5` reads the Tompson / pose-hg-train ``annot/valid.h5`` layout into the same records
+(PCKh itself: ``posekit.metrics.pckh``).
 """
 from __future__ import annotations
 
@@ -61,3 +62,135 @@ def _record(entry: Any, index: int, ann_file: str, image_dir: str) -> PersonReco
     extras: Dict[str, Any] = {}
     return PersonRecord(image_path=os.path.join(image_dir, str(entry["image"])), keypoints=keypoints,
                         center=center, scale=np.array([scale, scale]), extras=extras)
+
+
+# ----------------------------------------------------------------------------------------------
+# pose-hg-train / Tompson ``annot/*.h5``
+# ----------------------------------------------------------------------------------------------
+
+MATLAB_OFFSET = 1.0
+# pose-hg-train's h5 stores the crop already adjusted as HRNet adjusts the JSON (spec 1.1):
+# center = objpos + (0, 15 * s) and scale = 1.25 * s, with s the release's person scale.
+HG_SCALE_PADDING = 1.25
+
+_H5_REQUIRED = ("part", "visible", "center", "scale", "normalize", "imgname")
+_H5_EXTRAS = {"index": "index", "person": "person", "torsoangle": "torso_angle"}
+
+
+def read_mpii_h5(h5_file: str, image_dir: str) -> List[PersonRecord]:
+    """Read an MPII annotation file in the Tompson / pose-hg-train layout (``annot/valid.h5``: 2,958 people).
+
+    Datasets: ``part`` N x 16 x 2, ``visible`` N x 16, ``center`` N x 2, ``scale`` N, ``normalize`` N,
+    ``imgname`` N; ``index``, ``person`` (0-based image / person of the MPII release) and ``torsoangle``
+    are optional and land in ``extras`` (``index``, ``person``, ``torso_angle``).
+    Checked on the shared ``valid.h5`` against the release-format ``detections.mat`` (same people, same
+    order) and HRNet's sample JSON:
+
+    * ``part`` holds the release's Matlab 1-based coordinates (as HRNet's JSON, except that the h5 keeps
+      only the integer part of the release's fractional neck / head-top values: up to 1 px lower), so
+      joints become 0-based by -1, as in :func:`read_mpii_json`. A joint absent from the annotation is
+      (0, 0). A joint is *annotated* where its coordinates are not (0, 0): that reproduces the official
+      ``jnt_missing`` of the PCKh ground truth exactly. "Both coordinates > 0" would drop 45 annotated
+      joints lying above or left of the image (43 head tops, 2 necks) which the official PCKh counts.
+      Annotated joints get v = 2 (HRNet's ``joints_vis``), the rest v = 0 with (0, 0).
+      ``visible`` is 0 for 10,243 annotated but occluded joints (e.g. 2,878 annotated pelvises, 1,620
+      "visible"): it must not decide what PCKh counts; it is kept as ``extras['visible']`` (16 bools).
+    * ``center``/``scale`` already carry HRNet's adjustment (centre 15 x scale lower, scale x 1.25), so
+      this reader undoes the padding (scale / 1.25) and does not shift again: the records equal
+      :func:`read_mpii_json`'s for the same people, and the dataset's ``box_padding`` applies 1.25 once.
+      The centre becomes 0-based (-1).
+    * ``normalize`` is 0.6 x the head-box diagonal (to 1e-13 of detections.mat's head boxes): it is
+      ``extras['head_size']``, the PCKh normaliser.
+
+    Image paths are ``image_dir/imgname`` (not checked: annotations come without images).
+    Raises :class:`DataError` naming the file for a missing or non-HDF5 file, a missing dataset, a
+    dataset of the wrong shape, or non-finite/non-positive values.
+    """
+    import h5py  # only this reader needs it
+
+    path = os.fspath(h5_file)
+    if not os.path.isfile(path):
+        raise DataError("file not found", path)
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise DataError(f"not an MPII annotation file: cannot open it as HDF5 ({err})", path) from None
+    with handle:
+        missing = [name for name in _H5_REQUIRED if not isinstance(handle.get(name), h5py.Dataset)]
+        if missing:
+            present = ", ".join(sorted(handle.keys())) or "none"
+            raise DataError(f"not an MPII annotation file: no dataset {missing[0]!r} (datasets: {present})", path)
+        try:
+            arrays = {name: np.asarray(handle[name][()]) for name in _H5_REQUIRED}
+            optional = {name: np.asarray(handle[name][()]) for name in _H5_EXTRAS
+                        if isinstance(handle.get(name), h5py.Dataset)}
+        except (OSError, TypeError, ValueError) as err:
+            raise DataError(f"cannot read the datasets ({err})", path) from None
+
+    count = len(arrays["part"]) if arrays["part"].ndim else -1
+    expected = {"part": (NUM_MPII_JOINTS, 2), "visible": (NUM_MPII_JOINTS,), "center": (2,), "scale": (),
+                "normalize": ()}
+    for name, per_person in {**expected, **{name: () for name in optional}}.items():
+        array = arrays.get(name, optional.get(name))
+        if array.shape != (count, *per_person) or array.dtype.kind not in "biuf":
+            want = " x ".join(["N", *map(str, per_person)])
+            raise DataError(f"dataset {name!r} is {_h5_describe(array)}, expected numbers of shape {want} "
+                            f"(N = {count} people in 'part')", path)
+    names = _h5_image_names(arrays["imgname"], count, path)
+    for name, array in optional.items():
+        if not np.isfinite(array.astype(np.float64)).all():
+            raise DataError(f"dataset {name!r} holds non-finite values", path)
+
+    parts = arrays["part"].astype(np.float64)
+    centers = arrays["center"].astype(np.float64)
+    scales = arrays["scale"].astype(np.float64)
+    head_sizes = arrays["normalize"].astype(np.float64)
+    for name, values in (("part", parts), ("center", centers)):
+        if not np.isfinite(values).all():
+            raise DataError(f"dataset {name!r} holds NaN or infinity", path)
+    for name, values in (("scale", scales), ("normalize", head_sizes)):
+        if not (np.isfinite(values).all() and (values > 0).all()):
+            raise DataError(f"dataset {name!r} holds non-finite values or values <= 0", path)
+
+    annotated = (parts != 0).any(axis=2)
+    keypoints = np.zeros((count, NUM_MPII_JOINTS, 3))
+    keypoints[..., :2] = np.where(annotated[..., None], parts - MATLAB_OFFSET, 0.0)
+    keypoints[..., 2] = np.where(annotated, VISIBLE, 0)
+    visible = arrays["visible"] > 0
+    image_dir = os.fspath(image_dir)
+    records: List[PersonRecord] = []
+    for i in range(count):
+        extras: Dict[str, Any] = {"head_size": float(head_sizes[i]), "visible": visible[i]}
+        for name, key in _H5_EXTRAS.items():
+            if name in optional:
+                value = optional[name][i].item()
+                extras[key] = int(value) if key in ("index", "person") else value
+        scale = scales[i] / HG_SCALE_PADDING
+        records.append(PersonRecord(
+            image_path=os.path.join(image_dir, names[i]),
+            keypoints=keypoints[i],
+            center=centers[i] - MATLAB_OFFSET,
+            scale=np.array([scale, scale]),
+            extras=extras,
+        ))
+    return records
+
+
+def _h5_describe(array: np.ndarray) -> str:
+    return f"{' x '.join(map(str, array.shape)) or 'a scalar'} ({array.dtype})"
+
+
+def _h5_image_names(array: np.ndarray, count: int, path: str) -> List[str]:
+    if array.shape != (count,) or array.dtype.kind not in "SUO":
+        raise DataError(f"dataset 'imgname' is {_h5_describe(array)}, expected N = {count} file names", path)
+    names = []
+    for value in array:
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError("dataset 'imgname' holds a name that is not UTF-8", path) from None
+        if not isinstance(value, str) or not value.strip("\0 "):
+            raise DataError("dataset 'imgname' holds an empty or non-text name", path)
+        names.append(value.strip("\0 "))
+    return names
