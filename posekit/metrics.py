@@ -1,6 +1,7 @@
-"""Evaluation metrics: torso-normalised PCK (LSP/FLIC) and the COCO keypoint pipeline.
+"""Evaluation metrics: torso-normalised PCK (LSP/FLIC), MPII PCKh and the COCO keypoint pipeline.
 
-PCK follows the LSP/FLIC protocol (spec 2.8). The COCO part reproduces the official HRNet test path
+PCK follows the LSP/FLIC protocol (spec 2.8); PCKh the MPII protocol as HRNet's ``mpii.py::evaluate``
+(spec 1.6: head size = 0.6 x head-box diagonal, a joint counts where annotated, mean without pelvis/thorax). The COCO part reproduces the official HRNet test path
 (spec 1.7): OKS between one person and many, OKS-NMS and soft-OKS-NMS, rescoring by keypoint
 confidence, per-image NMS of a results list, the results JSON, and AP/AR through pycocotools'
 ``COCOeval`` (COCO AP itself is never re-implemented here).
