@@ -1,4 +1,4 @@
-"""The ``posekit`` command: demo | train | eval | info.
+"""The ``posekit`` command: demo | train | eval | predict | info.
 
 Errors a user can fix (bad file, bad config, wrong weights) print as one line and exit with status 2;
 ``--debug`` shows the traceback instead.
@@ -131,6 +131,61 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from .checkpoints import atomic_write_bytes
+    from .config import load_config
+    from .metrics import write_coco_results
+    from .predictor import PosePredictor, detections_by_file_name, find_images
+    from .viz import save_image
+
+    cfg = load_config(args.config, args.set)
+    predictor = PosePredictor.from_config(cfg, weights=args.weights, device=args.device,
+                                          flip_test=False if args.no_flip else None)
+    images = find_images(args.images)
+    if not images:
+        raise PosekitError(f"no image files ({', '.join(args.images)})")
+    detections = None
+    if args.det_file:
+        if not args.ann:
+            raise PosekitError("--det-file needs --ann: the COCO annotation file whose 'images' name the detections' images")
+        detections = detections_by_file_name(args.det_file, args.ann, args.score_threshold)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    entries, coco, drawn_names = [], [], set()
+    people = skipped = 0
+    chunk = max(1, cfg.test.batch_size)   # several images per call: their crops share batches
+    for start in tqdm(range(0, len(images), chunk), desc="predict", disable=args.no_progress, leave=False):
+        paths = images[start:start + chunk]
+        # Without detections each whole image is one person (its id: its position in the list); with them, an image
+        # the annotation file does not name has no id and nobody in it.
+        ids_boxes = [(start + n, None) if detections is None else detections.get(p.name, (None, np.zeros((0, 5))))
+                     for n, p in enumerate(paths)]
+        all_poses = predictor.predict_many(paths, [boxes for _, boxes in ids_boxes])
+        for path, (image_id, _), poses, n_skipped in zip(paths, ids_boxes, all_poses, predictor.skipped_per_image):
+            entries.append({"file": str(path), "image_id": image_id, "people": [p.to_dict() for p in poses],
+                            "skipped_boxes": n_skipped})
+            if image_id is not None:
+                coco += predictor.to_coco_results(poses, image_id)
+            people += len(poses)
+            skipped += n_skipped
+            if args.draw:
+                name = f"{path.stem}.png" if f"{path.stem}.png" not in drawn_names else f"{path.stem}_{len(entries) - 1}.png"
+                drawn_names.add(name)
+                save_image(out / "drawn" / name, predictor.draw(path, poses, score_threshold=args.draw_threshold))
+    atomic_write_bytes(out / "poses.json", json.dumps(entries).encode())
+    written = [str(out / "poses.json")]
+    if detections is not None:
+        written.append(str(write_coco_results(coco, out / "keypoints_results.json")))
+    if args.draw:
+        written.append(str(out / "drawn"))
+    print(f"{len(images)} images, {people} people, {skipped} boxes skipped (empty or outside the image)")
+    print("wrote " + ", ".join(written))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="posekit", description="2D human pose estimation (HRNet, CPM, hourglass, MSPN)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
@@ -163,6 +218,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="also write the metrics as JSON here")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="poses in images (each whole image as one person, or boxes from detections)")
+    p.add_argument("config")
+    p.add_argument("images", nargs="+", help="image files and/or folders of images")
+    p.add_argument("--weights", default=None, help="posekit .safetensors or an official .pth (default: model.weights)")
+    p.add_argument("--det-file", default=None, help="COCO detection results JSON: one pose per person box")
+    p.add_argument("--ann", default=None, help="COCO annotation JSON naming the images of --det-file (matched by file name)")
+    p.add_argument("--score-threshold", type=float, default=0.0, help="drop detections scoring below this")
+    p.add_argument("--out", default="posekit-predictions", help="output folder (default: ./posekit-predictions)")
+    p.add_argument("--draw", action="store_true", help="also write each image with its skeletons to OUT/drawn/")
+    p.add_argument("--draw-threshold", type=float, default=0.3, help="hide joints scoring below this when drawing")
+    p.add_argument("--no-flip", action="store_true", help="no flip test (about twice as fast)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("info", help="parameters and multiply-adds of a model (no MODEL: list the models)")
     p.add_argument("model", nargs="?")

@@ -62,3 +62,34 @@ def test_module_entry_point_and_debug_traceback(tmp_path):
     assert run.returncode == 2 and run.stderr.startswith("posekit: error:") and "Traceback" not in run.stderr
     run = subprocess.run([sys.executable, "-m", "posekit", "--debug", "train", str(bad)], capture_output=True, text=True)
     assert run.returncode != 0 and "Traceback" in run.stderr
+
+
+def test_predict_on_real_images_with_their_detection_boxes(shared_data, tmp_path, capsys):
+    import json
+
+    import torch
+
+    from posekit.checkpoints import save_weights
+    from posekit.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("hrnet_w16_small", num_keypoints=17)
+    weights = tmp_path / "w.safetensors"
+    save_weights(model, weights)
+    samples = shared_data / "samples" / "coco"
+    out = tmp_path / "pred"
+    argv = ["predict", CONFIG, str(samples), "--weights", str(weights), "--det-file",
+            str(samples / "test_coco_det_AP_H_56.json"), "--ann", str(samples / "test_coco.json"),
+            "--score-threshold", "0.3", "--set", "model.name=hrnet_w16_small", "--set", "data.input_size=[128, 96]",
+            "--out", str(out), "--draw", "--no-progress"]
+    assert main(argv) == 0
+    assert "4 images" in capsys.readouterr().out
+    poses = json.loads((out / "poses.json").read_text())
+    detections = json.loads((samples / "test_coco_det_AP_H_56.json").read_text())
+    assert len(poses) == 4
+    assert sum(len(e["people"]) for e in poses) == sum(d["score"] >= 0.3 for d in detections) - sum(e["skipped_boxes"] for e in poses)
+    results = json.loads((out / "keypoints_results.json").read_text())
+    assert results and all(len(r["keypoints"]) == 51 for r in results)
+    assert len(list((out / "drawn").glob("*.png"))) == 4
+    _one_line_error(capsys, ["predict", CONFIG, str(tmp_path / "missing.jpg"), "--weights", str(weights),
+                             "--set", "model.name=hrnet_w16_small"], "missing.jpg")

@@ -1,0 +1,339 @@
+"""Poses from images with a trained model: the practitioner's API (no annotation files needed).
+
+:class:`PosePredictor` crops each person box exactly as the evaluation pipeline does (TopDownDataset's crop
+centre/scale with the config's padding and box extension, its normalisation and colour order, CPM's centre-map
+channel), runs the crops of one or several images through the model in batches of ``cfg.test.batch_size``
+with the configured flip test, decodes the final output with its codec and maps the keypoints back to image
+pixels. Given the same boxes, it returns what ``posekit eval`` computes.
+
+Boxes are (x, y, w, h) in image pixels, covering [x, x + w) x [y, y + h); the whole image is (0, 0, W, H).
+A box is clipped to the image; a box with no area left (zero or negative size, entirely outside the image,
+or not finite) is skipped and counted in :attr:`PosePredictor.skipped_boxes`.
+
+Detector plug-in: wherever boxes are accepted, a callable ``detector(image) -> N x 5`` may be passed instead.
+It receives the RGB image (H x W x 3 uint8, not to be modified) and returns one row per person:
+x, y, w, h in image pixels and a score (N x 4 rows mean score 1). Filtering by score is the detector's job.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import Config, load_config
+from .data.images import read_image
+from .data.records import PersonRecord
+from .data.transforms import get_affine_transform, warp_image
+from .errors import ConfigError, DataError
+from .inference import decode_to_image, predict_heatmaps
+
+ImageLike = Union[np.ndarray, str, "os.PathLike[str]"]
+Detector = Callable[[np.ndarray], Any]
+BoxesLike = Union[None, np.ndarray, Sequence[Sequence[float]], Detector]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class Pose:
+    """One person: keypoints in image pixels and the crop they were read from."""
+
+    keypoints: np.ndarray          # K x 2, image pixels (x, y)
+    scores: np.ndarray             # K, the heatmap maxima
+    box: np.ndarray                # x, y, w, h: the box as used, i.e. after clipping to the image
+    box_score: float = 1.0
+    track_id: Optional[int] = None
+    center: Optional[np.ndarray] = None   # crop centre (image pixels) and scale (box size / 200, padded):
+    scale: Optional[np.ndarray] = None    # what official rescoring / OKS-NMS take the person's area from
+
+    @property
+    def keypoints_with_scores(self) -> np.ndarray:
+        """K x 3: x, y, score (the layout of COCO results and of :func:`posekit.viz.draw_skeleton`)."""
+        return np.concatenate([self.keypoints, self.scores[:, None]], axis=1)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain JSON-ready values."""
+        return {"keypoints": np.round(self.keypoints_with_scores, 4).tolist(),
+                "box": [float(v) for v in self.box], "box_score": float(self.box_score), "track_id": self.track_id}
+
+
+def clip_box(box: Sequence[float], image_wh: Tuple[int, int]) -> Optional[np.ndarray]:
+    """The part of an (x, y, w, h) box inside an image of ``image_wh``; None when nothing of it is.
+
+    Unlike :func:`posekit.data.transforms.sanitize_box` (the official ground-truth loader, which keeps the width
+    from the clipped left edge and so shifts a box hanging off the left/top edge into the image, and takes one
+    pixel off every box), a box inside the image is kept exactly as given, as the official test keeps detector
+    boxes, and a box partly outside is cut at the image border.
+    """
+    x, y, w, h = (float(v) for v in box)
+    if not all(np.isfinite((x, y, w, h))):
+        return None
+    width, height = image_wh
+    x1, y1 = max(x, 0.0), max(y, 0.0)
+    x2, y2 = min(x + w, float(width)), min(y + h, float(height))
+    if x2 <= x1 or y2 <= y1:
+        return None
+    return np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float64)
+
+
+def as_box_array(boxes: Any, source: str = "boxes") -> np.ndarray:
+    """N x 5 (x, y, w, h, score) from N x 4 / N x 5 array-likes (one 4- or 5-vector is one box)."""
+    try:
+        arr = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source} must be an N x 4 (x, y, w, h) or N x 5 (with scores) array of numbers") from None
+    if arr.size == 0:
+        return np.zeros((0, 5), dtype=np.float64)
+    if arr.ndim == 1 and arr.shape[0] in (4, 5):
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] not in (4, 5):
+        raise ValueError(f"{source} must be N x 4 (x, y, w, h) or N x 5 (with scores), got shape {arr.shape}")
+    if arr.shape[1] == 4:
+        arr = np.concatenate([arr, np.ones((arr.shape[0], 1))], axis=1)
+    return arr
+
+
+def load_rgb(image: ImageLike) -> np.ndarray:
+    """An H x W x 3 uint8 RGB array from an array (H x W grey is expanded) or an image file (DataError)."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(os.fspath(image), rgb=True)
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"an image must be a numpy array or a path, got {type(image).__name__}")
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"an image array must be H x W x 3 uint8 (RGB), got {image.shape} {image.dtype}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"an image array must not be empty, got {image.shape}")
+    return image
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+class PosePredictor:
+    """Top-down pose estimation on images: ``predictor(image, boxes=None) -> [Pose, ...]``.
+
+    After every call, ``skipped_boxes`` holds the number of boxes left out because nothing of them lay inside
+    their image (the total over all images for :meth:`predict_many`; ``skipped_per_image`` has the split).
+    """
+
+    def __init__(self, model: nn.Module, cfg: Config, device: Optional[str] = None, flip_test: Optional[bool] = None):
+        from .engine import build_codecs, dataset_skeleton, make_dataset, output_specs, select_device
+
+        self.cfg = cfg
+        self.skeleton = dataset_skeleton(cfg)
+        num_keypoints = int(getattr(model, "num_keypoints", self.skeleton.num_keypoints))
+        if num_keypoints != self.skeleton.num_keypoints:
+            raise ConfigError(f"the model predicts {num_keypoints} keypoints but keypoint set "
+                              f"{self.skeleton.name!r} has {self.skeleton.num_keypoints}", "data.skeleton")
+        self.device = _model_device(model) if device is None else select_device(device)
+        self.model = model.to(self.device)
+        self.input_hw = cfg.input_hw
+        self.codec = build_codecs(output_specs(model, cfg), cfg)[-1]
+        self.flip_test = cfg.test.flip_test if flip_test is None else bool(flip_test)
+        self.flip_perm = self.skeleton.flip_permutation() if self.flip_test else None
+        self.batch_size = max(1, int(cfg.test.batch_size))
+        # An empty dataset holds the crop settings (padding, box extension, aspect ratio), the normalisation and
+        # CPM's centre map, wired from the config exactly as for evaluation; its images are read from paths only,
+        # so the crops are cut here with the functions its __getitem__ uses.
+        self._dataset = make_dataset(cfg, [], [], train=False, model=model)
+        self._no_keypoints = np.zeros((self.skeleton.num_keypoints, 3), dtype=np.float64)
+        self.skipped_boxes = 0
+        self.skipped_per_image: List[int] = []
+
+    @classmethod
+    def from_config(cls, config: Union[Config, str, "os.PathLike[str]"], weights: Optional[str] = None,
+                    device: str = "auto", flip_test: Optional[bool] = None) -> "PosePredictor":
+        """A predictor for a config (a Config or a YAML path) with ``weights`` (default: cfg.model.weights)."""
+        from .checkpoints import load_weights
+        from .engine import build_model
+
+        cfg = copy.deepcopy(config) if isinstance(config, Config) else load_config(config)
+        weights = weights or cfg.model.weights
+        if not weights:
+            raise ConfigError("no weights given and model.weights is not set", "model.weights")
+        cfg.model.weights = os.fspath(weights)
+        # The whole model comes from the weights file: a backbone-only file (model.pretrained) is not needed.
+        model = build_model(cfg, load=False)
+        load_weights(model, cfg.model.weights)
+        return cls(model.eval(), cfg, device=device, flip_test=flip_test)
+
+    # ------------------------------------------------------------------------------------------ prediction
+    def __call__(self, image: ImageLike, boxes: BoxesLike = None) -> List[Pose]:
+        """Poses of the people in ``boxes`` (None: the whole image is one person), in the order of the boxes."""
+        return self.predict_many([image], [boxes])[0]
+
+    def predict_many(self, images: Iterable[ImageLike], boxes_per_image: Union[None, Detector, Iterable[BoxesLike]] = None
+                     ) -> List[List[Pose]]:
+        """Poses for each image; crops of consecutive images share batches. Images are read one at a time.
+
+        ``boxes_per_image``: None (each whole image is one person), one detector for all images, or one entry
+        (None, boxes or a detector) per image.
+        """
+        if boxes_per_image is None or callable(boxes_per_image):
+            box_source: Iterable[BoxesLike] = itertools.repeat(boxes_per_image)
+        else:
+            box_source = boxes_per_image
+            if hasattr(images, "__len__") and hasattr(box_source, "__len__") and len(images) != len(box_source):  # type: ignore[arg-type]
+                raise ValueError(f"{len(images)} images but {len(box_source)} entries in boxes_per_image")  # type: ignore[arg-type]
+        results: List[List[Pose]] = []
+        skipped: List[int] = []
+        pending: List[Tuple[int, np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]] = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for index, (image, boxes) in enumerate(zip_strict(images, box_source)):
+                results.append([])
+                skipped.append(0)
+                for item in self._crops(load_rgb(image), boxes, index, skipped):
+                    pending.append(item)
+                    if len(pending) == self.batch_size:
+                        self._run(pending, results)
+                        pending = []
+            if pending:
+                self._run(pending, results)
+        finally:
+            self.model.train(was_training)
+        self.skipped_per_image = skipped
+        self.skipped_boxes = int(sum(skipped))
+        return results
+
+    def _boxes(self, image: np.ndarray, boxes: BoxesLike) -> np.ndarray:
+        height, width = image.shape[:2]
+        if boxes is None:
+            return np.array([[0.0, 0.0, width, height, 1.0]])
+        if callable(boxes):
+            name = getattr(boxes, "__name__", type(boxes).__name__)
+            return as_box_array(boxes(image), f"the output of detector {name}")
+        return as_box_array(boxes)
+
+    def _crops(self, image: np.ndarray, boxes: BoxesLike, index: int, skipped: List[int]
+               ) -> Iterator[Tuple[int, np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]]:
+        """(image index, box, box score, input tensor C x H x W, crop centre, crop scale) for each usable box."""
+        height, width = image.shape[:2]
+        dataset = self._dataset
+        # TopDownDataset reads images as RGB or BGR per data.color_rgb; the normalisation follows that order.
+        model_image = image if dataset.color_rgb else np.ascontiguousarray(image[..., ::-1])
+        for row in self._boxes(image, boxes):
+            box = clip_box(row[:4], (width, height))
+            if box is None:
+                skipped[index] += 1
+                continue
+            record = PersonRecord(image_path="", keypoints=self._no_keypoints, box=box, score=float(row[4]))
+            center, scale, _, _ = dataset.crop_params(record, width, None)
+            matrix = get_affine_transform(center, scale, 0.0, (self.input_hw[1], self.input_hw[0]))
+            crop = (warp_image(model_image, matrix, self.input_hw).astype(np.float32) - dataset.mean) * dataset.inv_std
+            tensor = crop.transpose(2, 0, 1)
+            if dataset.center_map is not None:
+                tensor = np.concatenate([tensor, dataset.center_map[None]], axis=0)
+            yield index, box, float(row[4]), np.ascontiguousarray(tensor, dtype=np.float32), center, np.asarray(scale)
+
+    def _run(self, pending: Sequence[Tuple[int, np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]],
+             results: List[List[Pose]]) -> None:
+        batch = torch.from_numpy(np.stack([p[3] for p in pending])).to(self.device)
+        centers = np.stack([p[4] for p in pending])
+        scales = np.stack([p[5] for p in pending])
+        heatmaps = predict_heatmaps(self.model, batch, self.flip_perm, self.cfg.test.shift_heatmap)
+        coords, scores = decode_to_image(self.codec, heatmaps, centers, scales, self.input_hw)
+        for (index, box, box_score, _, center, scale), xy, score in zip(pending, coords, scores):
+            results[index].append(Pose(keypoints=xy, scores=score, box=box, box_score=box_score,
+                                       center=center, scale=scale))
+
+    # ---------------------------------------------------------------------------------------- output
+    def to_coco_results(self, poses: Sequence[Pose], image_id: int, nms: Optional[bool] = None) -> List[Dict[str, Any]]:
+        """COCO keypoint results ``{image_id, category_id: 1, keypoints: [x, y, score] * K, score}`` for one image.
+
+        ``score`` is the official rescoring: box score x the mean of the keypoint scores above
+        ``cfg.test.in_vis_thre``. With ``nms`` (None: when the keypoint set has OKS sigmas) people are then
+        thinned by OKS-NMS at ``cfg.test.oks_thre`` with the padded crop area, as ``posekit eval`` does.
+        """
+        from . import metrics
+
+        if not poses:
+            return []
+        results = [{"image_id": int(image_id), "category_id": 1,
+                    "keypoints": [float(v) for v in p.keypoints_with_scores.reshape(-1)], "score": float(p.box_score),
+                    "area": float(np.prod(np.asarray(p.scale) * 200.0)) if p.scale is not None else float(p.box[2] * p.box[3])}
+                   for p in poses]
+        if nms is None:
+            nms = self.skeleton.sigmas is not None
+        if nms:
+            results = metrics.nms_per_image(results, oks_threshold=self.cfg.test.oks_thre,
+                                            keypoint_threshold=self.cfg.test.in_vis_thre, sigmas=self.skeleton.sigmas)
+        else:
+            scores = metrics.rescore(np.stack([p.scores for p in poses]), [p.box_score for p in poses],
+                                     self.cfg.test.in_vis_thre)
+            for result, score in zip(results, scores):
+                result["score"] = float(score)
+        for result in results:
+            result.pop("area", None)
+        return results
+
+    def draw(self, image: ImageLike, poses: Sequence[Pose], score_threshold: float = 0.3, boxes: bool = False) -> np.ndarray:
+        """A copy of the (RGB) image with each pose's skeleton drawn; joints below ``score_threshold`` hidden."""
+        import cv2
+
+        from .viz import draw_skeleton
+
+        canvas = load_rgb(image).copy()
+        for pose in poses:
+            if boxes:
+                x, y, w, h = (int(round(v)) for v in pose.box)
+                cv2.rectangle(canvas, (x, y), (x + w - 1, y + h - 1), (255, 255, 255), 1)
+            canvas = draw_skeleton(canvas, pose.keypoints, self.skeleton, scores=pose.scores,
+                                   score_threshold=score_threshold, rgb=True)
+        return canvas
+
+
+def zip_strict(images: Iterable[Any], boxes: Iterable[Any]) -> Iterator[Tuple[Any, Any]]:
+    """zip that raises when boxes run out before the images do (the images may be a lazy stream)."""
+    box_iter = iter(boxes)
+    for image in images:
+        try:
+            yield image, next(box_iter)
+        except StopIteration:
+            raise ValueError("boxes_per_image has fewer entries than there are images") from None
+
+
+# ------------------------------------------------------------------------------------- CLI helpers
+def find_images(inputs: Sequence[Union[str, "os.PathLike[str]"]]) -> List[Path]:
+    """Image files named directly or found (sorted, not recursively) in the folders named."""
+    found: List[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise DataError("no such image file or folder", path)
+    return found
+
+
+def detections_by_file_name(det_file: Union[str, "os.PathLike[str]"], ann_file: Union[str, "os.PathLike[str]"],
+                            score_threshold: float = 0.0) -> Dict[str, Tuple[int, np.ndarray]]:
+    """COCO detection results grouped by image: file base name -> (image id, N x 5 boxes with scores).
+
+    Every image of ``ann_file`` (a COCO annotation file; its ``images`` list names the image of each detection)
+    has an entry, with no boxes where the detector found nobody. Boxes are kept as the detector wrote them
+    (:func:`posekit.data.coco.read_coco_detections`), in the file's order.
+    """
+    from .data.coco import coco_image_index, read_coco_detections
+
+    index = coco_image_index(ann_file)
+    rows: Dict[int, List[np.ndarray]] = {image_id: [] for image_id in index}
+    for record in read_coco_detections(det_file, index, "", score_threshold=score_threshold):
+        rows[int(record.image_id)].append(np.append(record.box, record.score))
+    return {os.path.basename(index[image_id][0]): (image_id, np.stack(found) if found else np.zeros((0, 5)))
+            for image_id, found in rows.items()}
