@@ -129,6 +129,10 @@ class TestConfig:
     oks_thre: float = 0.9
     pck_alpha: float = 0.2
     blur_kernel: int = 0                # MSPN decoding blur (5 COCO, 9 MPII); 0 = the codec's default
+    # Multi-scale test: each person is also cropped around the same centre with a window f times the usual one
+    # (box_padding x f), and the heatmaps, resampled into the f = 1 crop, are averaged. [1.0] = single scale.
+    # CPM's release searches image magnifications m = 0.7 .. 1.3 (spec 2.7): that is f = 1 / m.
+    scales: List[float] = field(default_factory=lambda: [1.0])
 
 
 @dataclass

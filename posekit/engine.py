@@ -28,7 +28,7 @@ from .config import Config
 from .data.dataset import TopDownDataset
 from .data.records import PersonRecord, attach_others
 from .errors import CheckpointError, ConfigError, DataError
-from .inference import decode_to_image, predict_heatmaps
+from .inference import check_test_scales, crop_center_on_heatmap, decode_to_image, predict_heatmaps_multiscale
 from .losses import total_loss
 from .metrics import COCO_STAT_NAMES
 from .models import create_model
@@ -485,15 +485,25 @@ def run_inference(cfg: Config, model: nn.Module, records: Sequence[PersonRecord]
     device = next(model.parameters()).device
     specs = output_specs(model, cfg)
     codec = build_codecs(specs, cfg)[-1]
-    dataset = make_dataset(cfg, records, [], train=False, model=model)
-    loader = DataLoader(dataset, batch_size=cfg.test.batch_size, shuffle=False, num_workers=min(cfg.train.workers, 4))
+    test_scales = check_test_scales(cfg.test.scales)
+    center_xy = crop_center_on_heatmap(codec)
+    # One dataset per scale factor f: the same centre with box_padding x f, i.e. a window f times larger.
+    workers = -(-min(cfg.train.workers, 4) // len(test_scales))
+    loaders = [DataLoader(make_dataset(replace(cfg, data=replace(cfg.data, box_padding=cfg.data.box_padding * f)),
+                                       records, [], train=False, model=model),
+                          batch_size=cfg.test.batch_size, shuffle=False, num_workers=workers)
+               for f in test_scales]
     flip_perm = dataset_skeleton(cfg).flip_permutation() if cfg.test.flip_test else None
     was_training = model.training
     model.eval()
     parts: Dict[str, List[np.ndarray]] = {k: [] for k in ("kp", "sc", "c", "s", "id", "bs", "gt")}
-    for batch in tqdm(loader, desc="inference", disable=not progress, leave=False, dynamic_ncols=True):
-        heatmaps = predict_heatmaps(model, batch["image"].to(device), flip_perm, cfg.test.shift_heatmap)
-        centers, scales = batch["center"].numpy(), batch["scale"].numpy()
+    for batches in tqdm(zip(*loaders), total=len(loaders[0]), desc="inference", disable=not progress, leave=False,
+                        dynamic_ncols=True):
+        crops = [b["image"].to(device) for b in batches]
+        heatmaps = predict_heatmaps_multiscale(model, crops, test_scales, flip_perm, cfg.test.shift_heatmap, center_xy)
+        batch = batches[0]
+        # Decoded in the f = 1 crop: its centre, and the first scale's window divided by its factor.
+        centers, scales = batch["center"].numpy(), batch["scale"].numpy() / test_scales[0]
         coords, scores = decode_to_image(codec, heatmaps, centers, scales, cfg.input_hw)
         for key, value in (("kp", coords), ("sc", scores), ("c", centers), ("s", scales), ("id", batch["image_id"].numpy()),
                            ("bs", batch["score"].numpy()), ("gt", batch["keypoints"].numpy())):

@@ -1,14 +1,27 @@
-"""From crops to keypoints in image coordinates: forward (with flip test), decode, back-project."""
+"""From crops to keypoints in image coordinates: forward (with flip and multi-scale test), decode, back-project.
+
+Multi-scale test: for each factor f the same person is cropped around the same centre with a window f times
+the usual one (scale s * f), at the same input size. Each crop's final heatmaps are resampled into the frame
+of the f = 1 crop and the scales are averaged (HRNet / MMPose; CPM's release sums, which has the same argmax);
+the codec then decodes the averaged maps and the f = 1 crop's centre/scale back-project them.
+"""
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple
+import math
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .codecs import flip_back
+from .codecs.cpm import CPMBeliefMap
+from .codecs.gaussian import GaussianHeatmap
+from .codecs.megvii import MegviiHeatmap
+from .codecs.torch7 import Torch7Gaussian
 from .data.transforms import PIXEL_STD
+from .errors import ConfigError
 
 
 def final_heatmaps(model: nn.Module, outputs: Sequence[Tensor]) -> Tensor:
@@ -50,3 +63,105 @@ def decode_to_image(
     """Heatmaps -> (N x K x 2 image coordinates, N x K scores)."""
     coords, scores = codec.decode(heatmaps)
     return crop_to_image_batch(coords, centers, scales, input_hw), scores
+
+
+# ------------------------------------------------------------------------------------------ multi-scale test
+def crop_center_on_heatmap(codec: Any) -> Tuple[float, float]:
+    """The heatmap point (x, y) that the crop centre, input pixel (W/2, H/2), falls on under ``codec``'s alignment.
+
+    The codecs place heatmap point g on input pixel ``stride * g + offset``: offset 0 for the HRNet Gaussian
+    (``decode`` multiplies by the stride), ``stride / 2`` for MSPN's and Torch7's floor bins, ``stride / 2 - 0.5``
+    for CPM's Caffe grid. Scales are resampled about this point, so it must follow the codec that decodes.
+    """
+    (in_h, in_w), (hm_h, hm_w) = codec.input_hw, codec.heatmap_hw
+    stride_x, stride_y = in_w / hm_w, in_h / hm_h
+    if isinstance(codec, GaussianHeatmap):
+        offset_x, offset_y = 0.0, 0.0
+    elif isinstance(codec, (MegviiHeatmap, Torch7Gaussian)):
+        offset_x, offset_y = stride_x / 2, stride_y / 2
+    elif isinstance(codec, CPMBeliefMap):
+        offset_x, offset_y = stride_x / 2 - 0.5, stride_y / 2 - 0.5
+    else:
+        raise ValueError(f"no heatmap alignment known for codec {type(codec).__name__}")
+    return (in_w / 2 - offset_x) / stride_x, (in_h / 2 - offset_y) / stride_y
+
+
+def check_test_scales(scales: Sequence[float], where: str = "test.scales") -> List[float]:
+    """The multi-scale factors of a config as floats; empty, non-finite or non-positive ones are a ConfigError."""
+    values = [float(f) for f in scales]
+    if not values:
+        raise ConfigError("must list at least one scale factor (1.0 = the usual crop)", where)
+    bad = [f for f in values if not math.isfinite(f) or f <= 0]
+    if bad:
+        raise ConfigError(f"scale factors must be positive, got {bad[0]!r}", where)
+    return values
+
+
+def heatmaps_to_base_frame(heatmaps: Tensor, factor: float,
+                           center_xy: Optional[Tuple[float, float]] = None) -> Tensor:
+    """Heatmaps of the crop with window factor ``factor`` -> the same maps in the frame of the f = 1 crop.
+
+    Base pixel (x, y) reads the f-crop at ((x - cx) / f + cx, (y - cy) / f + cy), where (cx, cy) is the heatmap
+    point of the crop centre (:func:`crop_center_on_heatmap`; default (w / 2, h / 2), the HRNet Gaussian's).
+    Bilinear, zero outside the f-crop's map; f = 1 returns the maps untouched.
+    """
+    if heatmaps.ndim != 4:
+        raise ValueError(f"expected N x C x h x w heatmaps, got shape {tuple(heatmaps.shape)}")
+    factor = float(factor)
+    if not math.isfinite(factor) or factor <= 0:
+        raise ValueError(f"scale factor must be positive, got {factor!r}")
+    if factor == 1.0:
+        return heatmaps
+    n, _, h, w = heatmaps.shape
+    cx, cy = (w / 2.0, h / 2.0) if center_xy is None else (float(center_xy[0]), float(center_xy[1]))
+    xs = (torch.arange(w, dtype=torch.float64) - cx) / factor + cx
+    ys = (torch.arange(h, dtype=torch.float64) - cy) / factor + cy
+    # grid_sample with align_corners=False puts pixel centre i at (2i + 1) / size - 1: pixel centres stay at
+    # integers, as in every codec, and taps beyond the map read zeros.
+    gx = (2.0 * xs + 1.0) / w - 1.0
+    gy = (2.0 * ys + 1.0) / h - 1.0
+    grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)
+    grid = grid.to(device=heatmaps.device, dtype=heatmaps.dtype).expand(n, h, w, 2)
+    return F.grid_sample(heatmaps, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+@torch.no_grad()
+def predict_heatmaps_multiscale(
+    model: nn.Module,
+    crops_per_scale: Sequence[Tensor],
+    scales: Sequence[float],
+    flip_perm: Optional[Sequence[int]] = None,
+    shift_heatmap: bool = True,
+    center_xy: Optional[Tuple[float, float]] = None,
+) -> Tensor:
+    """Final heatmaps of a batch, averaged over scales, in the frame of the f = 1 crop.
+
+    ``crops_per_scale[i]`` is the batch cropped around the same centres with scale s * ``scales[i]`` (same input
+    size). Each is run through :func:`predict_heatmaps` (flip test when ``flip_perm`` is given), resampled by
+    :func:`heatmaps_to_base_frame` about ``center_xy`` and averaged. With ``scales == [1.0]`` this is
+    ``predict_heatmaps`` exactly. Decode the result with the codec and back-project with the f = 1 centre/scale.
+    """
+    crops_per_scale, scales = list(crops_per_scale), [float(f) for f in scales]
+    if not scales:
+        raise ValueError("at least one scale is needed")
+    if len(crops_per_scale) != len(scales):
+        raise ValueError(f"{len(crops_per_scale)} crop batches for {len(scales)} scales")
+    bad = [f for f in scales if not math.isfinite(f) or f <= 0]
+    if bad:
+        raise ValueError(f"scale factors must be positive, got {bad[0]!r}")
+    first = crops_per_scale[0]
+    for f, crops in zip(scales, crops_per_scale):
+        if crops.ndim != 4:
+            raise ValueError(f"crops of scale {f} must be N x C x H x W, got shape {tuple(crops.shape)}")
+        if crops.shape[0] != first.shape[0]:
+            raise ValueError(f"crops of scale {f} have batch size {crops.shape[0]}, those of scale {scales[0]} "
+                             f"{first.shape[0]}")
+        if crops.shape[1:] != first.shape[1:]:
+            raise ValueError(f"crops of scale {f} have shape {tuple(crops.shape[1:])}, those of scale {scales[0]} "
+                             f"{tuple(first.shape[1:])}: every scale is cropped to the same input size")
+    total: Optional[Tensor] = None
+    for f, crops in zip(scales, crops_per_scale):
+        heatmaps = heatmaps_to_base_frame(predict_heatmaps(model, crops, flip_perm, shift_heatmap), f, center_xy)
+        total = heatmaps if total is None else total + heatmaps
+    assert total is not None
+    return total if len(scales) == 1 else total / len(scales)

@@ -131,6 +131,10 @@ class PosePredictor:
     def __init__(self, model: nn.Module, cfg: Config, device: Optional[str] = None, flip_test: Optional[bool] = None):
         from .engine import build_codecs, dataset_skeleton, make_dataset, output_specs, select_device
 
+        if list(cfg.test.scales) != [1.0]:
+            # The multi-scale test runs in `posekit eval`; the predictor crops at one scale for now.
+            raise ConfigError(f"the predictor runs at a single scale; got test.scales = {cfg.test.scales}",
+                              "test.scales")
         self.cfg = cfg
         self.skeleton = dataset_skeleton(cfg)
         num_keypoints = int(getattr(model, "num_keypoints", self.skeleton.num_keypoints))

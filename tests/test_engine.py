@@ -13,6 +13,7 @@ from posekit.config import config_from_dict
 from posekit.data.synthetic import synthetic_splits
 from posekit.engine import (
     EpochSampler,
+    load_records,
     build_model,
     evaluate_model,
     last_checkpoint,
@@ -45,7 +46,6 @@ def _config(root: Path, out: Path, **train):
 
 def test_short_training_run_lowers_the_loss_and_raises_pck(synthetic_root, tmp_path):
     cfg = _config(synthetic_root, tmp_path / "run", epochs=6)
-    from posekit.engine import load_records
     val = load_records(cfg, "val")
     before = evaluate_model(cfg, build_model(cfg), val, progress=False)["pck"]
     result = train(cfg, progress=False, log=lambda s: None)
@@ -194,10 +194,28 @@ def test_eval_with_ground_truth_boxes_on_real_coco(shared_data, tmp_path):
                  "val_images": "train2017", "input_size": [128, 96]},
         "train": {"workers": 0}, "output_dir": str(tmp_path / "out"),
     })
-    from posekit.engine import load_records
     records = load_records(cfg, "val")
     assert len(records) == 167          # every non-crowd person with a box, labelled joints or not
     stats = evaluate_model(cfg, build_model(cfg), records, progress=False)
     written = json.loads(Path(stats["results_file"]).read_text())
     assert stats["boxes"] == "ground truth" and 0 < len(written) <= 167
     assert set(stats) >= {"AP", "AR", "APm", "ARl"}
+
+
+def test_multiscale_test_through_the_engine(synthetic_root, tmp_path):
+    from posekit.engine import run_inference
+
+    cfg = _config(synthetic_root, tmp_path / "ms")
+    model = build_model(cfg)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    records = load_records(cfg, "val")
+    single = run_inference(cfg, model, records, progress=False)
+    cfg.test.scales = [1.0]
+    again = run_inference(cfg, model, records, progress=False)
+    np.testing.assert_array_equal(single.keypoints, again.keypoints)
+    cfg.test.scales = [0.8, 1.0, 1.25]
+    multi = run_inference(cfg, model, records, progress=False)
+    assert multi.keypoints.shape == single.keypoints.shape and np.isfinite(multi.keypoints).all()
+    np.testing.assert_allclose(multi.scales, single.scales)      # decoded in the f = 1 crop
+    assert not np.array_equal(multi.scores, single.scores)
