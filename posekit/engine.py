@@ -321,6 +321,11 @@ class TrainResult:
     stopped_early: bool = False
 
 
+def _workers(requested: int) -> int:
+    """Data-loading processes: as the config asks, but not more than this machine has cores."""
+    return max(0, min(requested, os.cpu_count() or 1))
+
+
 def _append_jsonl(path: Path, entry: Dict[str, Any]) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(entry) + "\n")
@@ -406,7 +411,7 @@ def train(
         model.train()
         dataset.set_epoch(epoch)
         sampler.set_epoch(epoch, batch_in_epoch * t.batch_size)
-        loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, num_workers=t.workers,
+        loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, num_workers=_workers(t.workers),
                             drop_last=True, pin_memory=device.type == "cuda")
         loss_sum, loss_count, epoch_start = 0.0, 0, time.time()
         bar = tqdm(total=steps_per_epoch, initial=batch_in_epoch, desc=f"epoch {epoch + 1}/{t.epochs}",
@@ -488,7 +493,7 @@ def run_inference(cfg: Config, model: nn.Module, records: Sequence[PersonRecord]
     test_scales = check_test_scales(cfg.test.scales)
     center_xy = crop_center_on_heatmap(codec)
     # One dataset per scale factor f: the same centre with box_padding x f, i.e. a window f times larger.
-    workers = -(-min(cfg.train.workers, 4) // len(test_scales))
+    workers = -(-_workers(min(cfg.train.workers, 4)) // len(test_scales))
     loaders = [DataLoader(make_dataset(replace(cfg, data=replace(cfg.data, box_padding=cfg.data.box_padding * f)),
                                        records, [], train=False, model=model),
                           batch_size=cfg.test.batch_size, shuffle=False, num_workers=workers)
