@@ -36,6 +36,7 @@ import numpy as np
 import scipy.io
 
 from ..errors import ConfigError, DataError
+from ..fileio import read_h5_datasets
 from ..skeletons import FLIC
 from .records import NOT_LABELLED, VISIBLE, PersonRecord
 
@@ -68,25 +69,8 @@ def read_flic_h5(h5_file: PathLike, image_dir: PathLike) -> List[PersonRecord]:
     Raises :class:`DataError` naming the file for a missing or non-HDF5 file, a missing dataset, a
     shape that does not fit, non-finite values or a ``visible`` other than 0/1.
     """
-    import h5py  # only this reader needs it
-
     path = os.fspath(h5_file)
-    if not os.path.isfile(path):
-        raise DataError("file not found", path)
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as err:
-        raise DataError(f"not a FLIC annotation file: cannot open it as HDF5 ({err})", path) from None
-    with handle:
-        missing = [name for name in _H5_REQUIRED if not isinstance(handle.get(name), h5py.Dataset)]
-        if missing:
-            present = ", ".join(sorted(handle.keys())) or "none"
-            raise DataError(f"not a FLIC annotation file: no dataset {missing[0]!r} (datasets: {present})", path)
-        try:
-            arrays = {name: handle[name][()] for name in _H5_REQUIRED}
-            extras = {name: handle[name][()] for name in _H5_EXTRAS if isinstance(handle.get(name), h5py.Dataset)}
-        except (OSError, TypeError, ValueError) as err:
-            raise DataError(f"cannot read the datasets ({err})", path) from None
+    arrays, extras = read_h5_datasets(path, _H5_REQUIRED, _H5_EXTRAS, "a FLIC annotation file")
 
     count = len(arrays["part"]) if np.ndim(arrays["part"]) else -1
     expected = {"part": (NUM_FLIC_JOINTS, 2), "visible": (NUM_FLIC_JOINTS,), "center": (2,), "scale": ()}

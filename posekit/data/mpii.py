@@ -16,7 +16,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 from ..errors import DataError
-from ..fileio import read_json
+from ..fileio import read_h5_datasets, read_json
 from .records import VISIBLE, PersonRecord
 
 NUM_MPII_JOINTS = 16
@@ -106,26 +106,8 @@ def read_mpii_h5(h5_file: str, image_dir: str) -> List[PersonRecord]:
     Raises :class:`DataError` naming the file for a missing or non-HDF5 file, a missing dataset, a
     dataset of the wrong shape, or non-finite/non-positive values.
     """
-    import h5py  # only this reader needs it
-
     path = os.fspath(h5_file)
-    if not os.path.isfile(path):
-        raise DataError("file not found", path)
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as err:
-        raise DataError(f"not an MPII annotation file: cannot open it as HDF5 ({err})", path) from None
-    with handle:
-        missing = [name for name in _H5_REQUIRED if not isinstance(handle.get(name), h5py.Dataset)]
-        if missing:
-            present = ", ".join(sorted(handle.keys())) or "none"
-            raise DataError(f"not an MPII annotation file: no dataset {missing[0]!r} (datasets: {present})", path)
-        try:
-            arrays = {name: np.asarray(handle[name][()]) for name in _H5_REQUIRED}
-            optional = {name: np.asarray(handle[name][()]) for name in _H5_EXTRAS
-                        if isinstance(handle.get(name), h5py.Dataset)}
-        except (OSError, TypeError, ValueError) as err:
-            raise DataError(f"cannot read the datasets ({err})", path) from None
+    arrays, optional = read_h5_datasets(path, _H5_REQUIRED, _H5_EXTRAS, "an MPII annotation file")
 
     count = len(arrays["part"]) if arrays["part"].ndim else -1
     expected = {"part": (NUM_MPII_JOINTS, 2), "visible": (NUM_MPII_JOINTS,), "center": (2,), "scale": (),
