@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Iterable, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -54,3 +54,30 @@ def read_h5_datasets(path: PathLike, required: Sequence[str], optional: Iterable
         except (OSError, TypeError, ValueError) as err:
             raise DataError(f"cannot read the datasets ({err})", path) from None
     return arrays, extras
+
+
+def describe_array(array: np.ndarray) -> str:
+    """Shape and dtype of an array, for error messages."""
+    shape = " x ".join(map(str, array.shape)) or "a scalar"
+    return f"{shape} ({array.dtype})"
+
+
+def h5_image_names(raw: Any, count: int, path: str) -> List[str]:
+    """The N image names of an h5 ``imgname`` dataset, as text; DataError naming the file otherwise."""
+    array = np.asarray(raw)
+    # Fixed-length byte strings (pose-hg-train's FLIC), variable-length strings, or rows of character codes.
+    if array.ndim == 2 and array.dtype.kind in "iu" and len(array) == count:
+        array = np.array([bytes(int(c) for c in row if c > 0) for row in array], dtype=object)
+    if array.shape != (count,) or array.dtype.kind not in "SUO":
+        raise DataError(f"dataset 'imgname' is {describe_array(array)}, expected N = {count} file names", path)
+    names = []
+    for value in array:
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError("dataset 'imgname' holds a name that is not UTF-8", path) from None
+        if not isinstance(value, str) or not value.strip("\0 "):
+            raise DataError("dataset 'imgname' holds an empty or non-text name", path)
+        names.append(value.strip("\0 "))
+    return names

@@ -36,7 +36,7 @@ import numpy as np
 import scipy.io
 
 from ..errors import ConfigError, DataError
-from ..fileio import read_h5_datasets
+from ..fileio import describe_array, h5_image_names, read_h5_datasets
 from ..skeletons import FLIC
 from .records import NOT_LABELLED, VISIBLE, PersonRecord
 
@@ -78,13 +78,13 @@ def read_flic_h5(h5_file: PathLike, image_dir: PathLike) -> List[PersonRecord]:
         array = np.asarray(arrays[name])
         if array.shape != (count, *per_person) or array.dtype.kind not in "biuf":
             want = " x ".join(["N", *map(str, per_person)])
-            raise DataError(f"dataset {name!r} is {_describe(array)}, expected numbers of shape {want} "
+            raise DataError(f"dataset {name!r} is {describe_array(array)}, expected numbers of shape {want} "
                             f"(N = {count} people in 'part')", path)
     for name in extras:
         if np.shape(extras[name]) != (count,):
-            raise DataError(f"dataset {name!r} is {_describe(np.asarray(extras[name]))}, expected N = {count} values",
+            raise DataError(f"dataset {name!r} is {describe_array(np.asarray(extras[name]))}, expected N = {count} values",
                             path)
-    names = _image_names(arrays["imgname"], count, path)
+    names = h5_image_names(arrays["imgname"], count, path)
 
     parts = np.asarray(arrays["part"], dtype=np.float64)
     visible = np.asarray(arrays["visible"], dtype=np.float64)
@@ -198,31 +198,6 @@ def read_flic_examples_mat(
             },
         ))
     return records
-
-
-def _describe(array: np.ndarray) -> str:
-    shape = " x ".join(map(str, array.shape)) or "a scalar"
-    return f"{shape} ({array.dtype})"
-
-
-def _image_names(raw: Any, count: int, path: str) -> List[str]:
-    array = np.asarray(raw)
-    # Fixed-length byte strings (pose-hg-train's FLIC), variable-length strings, or rows of character codes.
-    if array.ndim == 2 and array.dtype.kind in "iu" and len(array) == count:
-        array = np.array([bytes(int(c) for c in row if c > 0) for row in array], dtype=object)
-    if array.shape != (count,) or array.dtype.kind not in "SUO":
-        raise DataError(f"dataset 'imgname' is {_describe(array)}, expected N = {count} file names", path)
-    names = []
-    for value in array:
-        if isinstance(value, bytes):
-            try:
-                value = value.decode("utf-8")
-            except UnicodeDecodeError:
-                raise DataError("dataset 'imgname' holds a name that is not UTF-8", path) from None
-        if not isinstance(value, str) or not value.strip("\0 "):
-            raise DataError("dataset 'imgname' holds an empty or non-text name", path)
-        names.append(value.strip("\0 "))
-    return names
 
 
 def _numbers(value: Any, shape: Any, where: str, path: str) -> np.ndarray:

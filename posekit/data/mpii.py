@@ -16,7 +16,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 from ..errors import DataError
-from ..fileio import read_h5_datasets, read_json
+from ..fileio import describe_array, h5_image_names, read_h5_datasets, read_json
 from .records import VISIBLE, PersonRecord
 
 NUM_MPII_JOINTS = 16
@@ -116,9 +116,9 @@ def read_mpii_h5(h5_file: str, image_dir: str) -> List[PersonRecord]:
         array = arrays.get(name, optional.get(name))
         if array.shape != (count, *per_person) or array.dtype.kind not in "biuf":
             want = " x ".join(["N", *map(str, per_person)])
-            raise DataError(f"dataset {name!r} is {_h5_describe(array)}, expected numbers of shape {want} "
+            raise DataError(f"dataset {name!r} is {describe_array(array)}, expected numbers of shape {want} "
                             f"(N = {count} people in 'part')", path)
-    names = _h5_image_names(arrays["imgname"], count, path)
+    names = h5_image_names(arrays["imgname"], count, path)
     for name, array in optional.items():
         if not np.isfinite(array.astype(np.float64)).all():
             raise DataError(f"dataset {name!r} holds non-finite values", path)
@@ -156,23 +156,3 @@ def read_mpii_h5(h5_file: str, image_dir: str) -> List[PersonRecord]:
             extras=extras,
         ))
     return records
-
-
-def _h5_describe(array: np.ndarray) -> str:
-    return f"{' x '.join(map(str, array.shape)) or 'a scalar'} ({array.dtype})"
-
-
-def _h5_image_names(array: np.ndarray, count: int, path: str) -> List[str]:
-    if array.shape != (count,) or array.dtype.kind not in "SUO":
-        raise DataError(f"dataset 'imgname' is {_h5_describe(array)}, expected N = {count} file names", path)
-    names = []
-    for value in array:
-        if isinstance(value, bytes):
-            try:
-                value = value.decode("utf-8")
-            except UnicodeDecodeError:
-                raise DataError("dataset 'imgname' holds a name that is not UTF-8", path) from None
-        if not isinstance(value, str) or not value.strip("\0 "):
-            raise DataError("dataset 'imgname' holds an empty or non-text name", path)
-        names.append(value.strip("\0 "))
-    return names
