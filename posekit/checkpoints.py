@@ -260,3 +260,65 @@ def load_weights(model: nn.Module, path: PathLike, strict: bool = True) -> LoadR
     # strict=False here only because tolerated num_batches_tracked entries may be absent; the rest was checked.
     model.load_state_dict(fitting, strict=False)
     return report
+
+
+# --------------------------------------------------------------------------------------------- integrity
+
+MANIFEST_NAME = "manifest.json"
+_HASH_CHUNK = 1 << 20
+
+
+def file_sha256(path: PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(directory: PathLike, names: List[str]) -> Path:
+    """Write ``directory/manifest.json`` listing the size and SHA-256 of each named file in it (atomically)."""
+    import json
+
+    directory = Path(directory)
+    files = {name: {"bytes": (directory / name).stat().st_size, "sha256": file_sha256(directory / name)}
+             for name in names}
+    path = directory / MANIFEST_NAME
+    atomic_write_bytes(path, json.dumps({"format": 1, "files": files}, indent=1).encode())
+    return path
+
+
+def manifest_problem(directory: PathLike, required: Tuple[str, ...] = ()) -> Optional[str]:
+    """Why the files of a checkpoint directory cannot be trusted, or None when they can.
+
+    Each file of the manifest must exist with its recorded size and SHA-256 (a truncated or overwritten file
+    fails), and each ``required`` file must exist. A directory without a manifest (written by an older
+    version) is only checked for the required files.
+    """
+    import json
+
+    directory = Path(directory)
+    for name in required:
+        if not (directory / name).is_file():
+            return f"{name} is missing"
+    manifest = directory / MANIFEST_NAME
+    if not manifest.is_file():
+        return None
+    try:
+        files = json.loads(manifest.read_text())["files"]
+        entries = [(str(name), int(e["bytes"]), str(e["sha256"])) for name, e in files.items()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return f"unreadable {MANIFEST_NAME} ({type(exc).__name__})"
+    for name, size, sha in entries:
+        path = directory / name
+        if not path.is_file():
+            return f"{name} is missing"
+        actual = path.stat().st_size
+        if actual != size:
+            return f"{name} has {actual} bytes, the manifest says {size} (truncated?)"
+        if file_sha256(path) != sha:
+            return f"{name} does not match its SHA-256 in {MANIFEST_NAME} (corrupt)"
+    return None

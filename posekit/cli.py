@@ -1,4 +1,4 @@
-"""The ``posekit`` command: demo | train | eval | predict | info.
+"""The ``posekit`` command: demo | train | eval | score | predict | convert | export | bench | info.
 
 Errors a user can fix (bad file, bad config, wrong weights) print as one line and exit with status 2;
 ``--debug`` shows the traceback instead.
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -36,7 +37,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         except PosekitError as exc:
             print(f"no periodic evaluation: {exc}")
     result = train(cfg, resume=args.resume, progress=not args.no_progress, val_records=val)
-    print(f"trained {result.steps} steps; checkpoint: {result.checkpoint}")
+    if os.environ.get("RANK", "0") == "0":      # under torchrun only rank 0 reports
+        print(f"trained {result.steps} steps; checkpoint: {result.checkpoint}")
     return 0
 
 
@@ -58,9 +60,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     records = load_records(cfg, "val")
     results_path = Path(args.results) if args.results else None
     metrics = evaluate_model(cfg, model, records, progress=not args.no_progress, results_path=results_path)
+    # Per-person arrays (for the PCK curve) when evaluate_model hands them back; never printed or dumped.
+    samples = metrics.pop("samples", None)
     print(format_metrics(metrics))
     if args.json:
         Path(args.json).write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False))
+    if cfg.test.metric in ("pck", "pckh"):
+        from .engine import dataset_skeleton
+        from .report import write_report
+        from .scoring import eval_result
+
+        result = eval_result(cfg.test.metric, metrics, dataset_skeleton(cfg), cfg.model.name, samples,
+                             alpha=cfg.test.pck_alpha)
+        written = write_report([result], cfg.output_dir)
+        print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 
@@ -138,51 +151,240 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .checkpoints import atomic_write_bytes
     from .config import load_config
     from .metrics import write_coco_results
-    from .predictor import PosePredictor, detections_by_file_name, find_images
+    from .predictor import PosePredictor, detections_by_file_name, find_inputs
     from .viz import save_image
 
     cfg = load_config(args.config, args.set)
+    images, videos = find_inputs(args.images)
+    if not images and not videos:
+        raise PosekitError(f"no image or video files ({', '.join(args.images)})")
+    track = args.track or args.smooth
+    if videos and args.det_file and args.ann:
+        raise PosekitError("--ann names the images of --det-file; for a video, the detections' image_id is the "
+                           "frame index and --ann is not used: predict images and videos in separate runs")
     predictor = PosePredictor.from_config(cfg, weights=args.weights, device=args.device,
-                                          flip_test=False if args.no_flip else None)
-    images = find_images(args.images)
-    if not images:
-        raise PosekitError(f"no image files ({', '.join(args.images)})")
-    detections = None
-    if args.det_file:
-        if not args.ann:
-            raise PosekitError("--det-file needs --ann: the COCO annotation file whose 'images' name the detections' images")
-        detections = detections_by_file_name(args.det_file, args.ann, args.score_threshold)
+                                          flip_test=False if args.no_flip else None, backend=args.backend)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    entries, coco, drawn_names = [], [], set()
-    people = skipped = 0
-    chunk = max(1, cfg.test.batch_size)   # several images per call: their crops share batches
-    for start in tqdm(range(0, len(images), chunk), desc="predict", disable=args.no_progress, leave=False):
-        paths = images[start:start + chunk]
-        # Without detections each whole image is one person (its id: its position in the list); with them, an image
-        # the annotation file does not name has no id and nobody in it.
-        ids_boxes = [(start + n, None) if detections is None else detections.get(p.name, (None, np.zeros((0, 5))))
-                     for n, p in enumerate(paths)]
-        all_poses = predictor.predict_many(paths, [boxes for _, boxes in ids_boxes])
-        for path, (image_id, _), poses, n_skipped in zip(paths, ids_boxes, all_poses, predictor.skipped_per_image):
-            entries.append({"file": str(path), "image_id": image_id, "people": [p.to_dict() for p in poses],
-                            "skipped_boxes": n_skipped})
+
+    def new_tracker():
+        from .tracking import OneEuroSettings, PoseTracker
+
+        smoothing = OneEuroSettings(args.min_cutoff, args.beta, args.d_cutoff) if args.smooth else None
+        return PoseTracker(predictor.skeleton.sigmas, keypoint_threshold=cfg.test.in_vis_thre, smoothing=smoothing)
+
+    if images:
+        detections = None
+        if args.det_file:
+            if not args.ann:
+                raise PosekitError("--det-file needs --ann: the COCO annotation file whose 'images' name the detections' images")
+            detections = detections_by_file_name(args.det_file, args.ann, args.score_threshold)
+        coco, drawn_names = [], set()
+        entries: dict = {}
+        errors: list = []
+        people = skipped = 0
+        # Without detections each whole image is one person (its id: its position in the list); with them, an
+        # image the annotation file does not name has no id and nobody in it.
+        ids_boxes = [(n, None) if detections is None else detections.get(p.name, (None, np.zeros((0, 5))))
+                     for n, p in enumerate(images)]
+        bar = tqdm(total=len(images), desc="predict", disable=args.no_progress or len(images) < 2, leave=False,
+                   unit="image")
+
+        def unreadable(n, error):
+            errors.append(error)
+            entries[n] = {"file": str(images[n]), "image_id": ids_boxes[n][0], "people": [], "skipped_boxes": 0,
+                          "error": getattr(error, "problem", str(error))}
+            if len(images) > 1:       # a lone image's error is the run's one-line error, said once
+                print(f"posekit: warning: {error} (skipped)", file=sys.stderr)
+            bar.update(1)
+
+        def done(n, poses, n_skipped):
+            nonlocal people, skipped, coco
+            path, image_id = images[n], ids_boxes[n][0]
+            entries[n] = {"file": str(path), "image_id": image_id, "people": [p.to_dict() for p in poses],
+                          "skipped_boxes": n_skipped}
             if image_id is not None:
-                coco += predictor.to_coco_results(poses, image_id)
+                coco += predictor.to_coco_results(poses, image_id, nms=False if track else None)
             people += len(poses)
             skipped += n_skipped
             if args.draw:
-                name = f"{path.stem}.png" if f"{path.stem}.png" not in drawn_names else f"{path.stem}_{len(entries) - 1}.png"
+                name = f"{path.stem}.png" if f"{path.stem}.png" not in drawn_names else f"{path.stem}_{n}.png"
                 drawn_names.add(name)
                 save_image(out / "drawn" / name, predictor.draw(path, poses, score_threshold=args.draw_threshold))
-    atomic_write_bytes(out / "poses.json", json.dumps(entries).encode())
-    written = [str(out / "poses.json")]
-    if detections is not None:
-        written.append(str(write_coco_results(coco, out / "keypoints_results.json")))
-    if args.draw:
-        written.append(str(out / "drawn"))
-    print(f"{len(images)} images, {people} people, {skipped} boxes skipped (empty or outside the image)")
-    print("wrote " + ", ".join(written))
+            bar.update(1)
+
+        try:
+            if track:
+                # The images, in name order, are the frames of one sequence; an unreadable one is a skipped frame.
+                from .errors import DataError
+                from .predictor import load_rgb
+
+                tracker, current = new_tracker(), {}
+
+                def frames():
+                    for n, path in enumerate(images):
+                        try:
+                            image = load_rgb(path)
+                        except DataError as error:
+                            unreadable(n, error)
+                            continue
+                        current["n"] = n
+                        yield n, image
+
+                boxes_by_index = {n: boxes for n, (_, boxes) in enumerate(ids_boxes)}
+                for poses in predictor.track(frames(), boxes_by_index, tracker=tracker):
+                    done(current["n"], poses, tracker.skipped_boxes)
+            else:
+                chunk = max(1, cfg.test.batch_size)   # several images per call: their crops share batches
+                for start in range(0, len(images), chunk):
+                    paths, part = images[start:start + chunk], ids_boxes[start:start + chunk]
+                    all_poses = predictor.predict_many(paths, [boxes for _, boxes in part], skip_unreadable=True)
+                    bad = dict(predictor.unreadable)
+                    for k, (poses, n_skipped) in enumerate(zip(all_poses, predictor.skipped_per_image)):
+                        if k in bad:
+                            unreadable(start + k, bad[k])
+                        else:
+                            done(start + k, poses, n_skipped)
+        finally:
+            bar.close()
+        if len(errors) == len(images) and not videos:
+            if len(errors) == 1:
+                raise errors[0]
+            raise PosekitError(f"none of the {len(images)} images could be read (first: {errors[0]})")
+        atomic_write_bytes(out / "poses.json", json.dumps([entries[n] for n in range(len(images))]).encode())
+        written = [str(out / "poses.json")]
+        if detections is not None:
+            # write_coco_results keeps the COCO fields only; tracked results keep their track ids.
+            if track:
+                atomic_write_bytes(out / "keypoints_results.json", json.dumps(coco).encode())
+                written.append(str(out / "keypoints_results.json"))
+            else:
+                written.append(str(write_coco_results(coco, out / "keypoints_results.json")))
+        if args.draw:
+            written.append(str(out / "drawn"))
+        bad_note = f" ({len(errors)} unreadable, skipped)" if errors else ""
+        print(f"{len(images)} images{bad_note}, {people} people, {skipped} boxes skipped (empty or outside the image)")
+        print("wrote " + ", ".join(written))
+
+    if videos:
+        from .video import predict_video, read_video_detections
+
+        video_dets = read_video_detections(args.det_file, args.score_threshold) if args.det_file else None
+        stems: set = set()
+        for video in videos:
+            name = video.stem if video.stem not in stems else f"{video.stem}_{len(stems)}"
+            stems.add(name)
+            result = predict_video(predictor, video, out / name, track=track,
+                                   tracker=new_tracker() if track else None, detections=video_dets,
+                                   draw_threshold=args.draw_threshold, progress=not args.no_progress)
+            print(result.summary())
+            print(f"wrote {result.codec_note}, {result.frames_dir}{os.sep} ({result.frames} JSON), {result.results}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .convert import convert_checkpoint
+
+    kwargs = {}
+    if args.model_kwargs:
+        try:
+            kwargs = yaml.safe_load(args.model_kwargs)
+        except yaml.YAMLError:
+            kwargs = None
+        if not isinstance(kwargs, dict):
+            raise PosekitError(f"--model-kwargs must be a YAML mapping such as '{{width: 16}}', got {args.model_kwargs!r}")
+    result = convert_checkpoint(args.source, args.model, args.out, source=args.layout,
+                                num_keypoints=args.num_keypoints, model_kwargs=kwargs, base_config=args.config,
+                                overrides=args.set)
+    print(result.report.describe())
+    if result.base_config is not None:
+        print(f"base config    {result.base_config}")
+    print(f"wrote {result.weights}, {result.config}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .report import format_notes, format_per_joint_table, format_summary_table, write_report
+    from .scoring import parse_subset, score_files
+
+    joint_ids = None
+    if args.joint_ids:
+        try:
+            joint_ids = [int(v) for v in args.joint_ids.split(",")]
+        except ValueError:
+            raise PosekitError(f"--joint-ids must be comma-separated joint indices, got {args.joint_ids!r}") from None
+    results = score_files(
+        args.protocol, args.gt, args.pred, names=args.name or None, alpha=args.alpha, head_boxes=args.head_boxes,
+        subset=parse_subset(args.subset) if args.subset else None, one_based=args.one_based, joint_ids=joint_ids,
+        torso_from=args.torso_from, order_check=not args.no_order_check,
+        low_threshold=0.11 if args.hrnet_mean01 else 0.1)
+    print(f"{results[0].metric} ({args.protocol})")
+    print(format_summary_table(results))
+    per_joint = format_per_joint_table(results)
+    if per_joint:
+        print("\n" + per_joint)
+    print("\n" + format_notes(results))
+    if args.out:
+        written = write_report(results, args.out)
+        print("\nwrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    if args.format != "onnx":
+        raise PosekitError(f"unknown export format {args.format!r}; known: onnx")
+    if bool(args.config) == bool(args.model):
+        raise PosekitError("name the model with exactly one of --config FILE or --model NAME")
+    if args.config:
+        from .config import load_config
+        from .engine import build_model
+
+        cfg = load_config(args.config, args.set)
+        model = build_model(cfg, load=False)
+        weights = args.weights or cfg.model.weights
+        input_hw = args.input or cfg.input_hw
+    else:
+        from .modelcard import settings_for
+        from .models import MODELS, create_model
+
+        if args.model not in MODELS:
+            create_model(args.model)   # raises the unknown-model error with the list of names
+        default_hw, default_k, _ = settings_for(args.model)[0]
+        model = create_model(args.model, num_keypoints=args.num_keypoints or default_k)
+        weights = args.weights
+        input_hw = args.input or default_hw
+    if weights:
+        from .checkpoints import load_weights
+
+        load_weights(model, weights)
+    elif not args.random_weights:
+        raise PosekitError("no weights: pass --weights FILE (or --random-weights to export an untrained model)")
+    path = export_onnx(model.eval(), args.out, tuple(input_hw), opset=args.opset,
+                       dynamic_batch=not args.static_batch, exporter=args.exporter, verify=not args.no_verify)
+    print(f"wrote {path} ({getattr(model, 'name', args.model)}, {model.num_keypoints} keypoints, input "
+          f"{input_hw[0]}x{input_hw[1]}, opset {args.opset}, {'fixed' if args.static_batch else 'dynamic'} batch)")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.data is not None:
+        from .data import pipeline_bench   # helper module of the data-pipeline benchmark
+
+        return pipeline_bench.main_from_args(args)
+    from .bench import DEFAULT_MODELS, format_table, run_bench, write_json
+
+    result = run_bench(args.models or list(DEFAULT_MODELS), input_hw=args.input, batches=args.batch,
+                       backends=args.backend, threads=args.threads, repeats=args.repeats, warmup=args.warmup,
+                       num_keypoints=args.num_keypoints, weights=args.weights, ceiling=not args.no_ceiling,
+                       log=None if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True)))
+    print(format_table(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -219,18 +421,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="poses in images (each whole image as one person, or boxes from detections)")
+    p = sub.add_parser("predict", help="poses in images or videos (each whole image/frame as one person, or boxes "
+                                       "from detections); --track follows people through a video")
     p.add_argument("config")
-    p.add_argument("images", nargs="+", help="image files and/or folders of images")
+    p.add_argument("images", nargs="+", metavar="INPUT",
+                   help="image files, video files (OpenCV: .mp4, .avi, ...) and/or folders of them")
     p.add_argument("--weights", default=None, help="posekit .safetensors or an official .pth (default: model.weights)")
-    p.add_argument("--det-file", default=None, help="COCO detection results JSON: one pose per person box")
+    p.add_argument("--det-file", default=None, help="COCO detection results JSON: one pose per person box "
+                   "(for a video: image_id = the 0-based frame index)")
     p.add_argument("--ann", default=None, help="COCO annotation JSON naming the images of --det-file (matched by file name)")
     p.add_argument("--score-threshold", type=float, default=0.0, help="drop detections scoring below this")
     p.add_argument("--out", default="posekit-predictions", help="output folder (default: ./posekit-predictions)")
     p.add_argument("--draw", action="store_true", help="also write each image with its skeletons to OUT/drawn/")
     p.add_argument("--draw-threshold", type=float, default=0.3, help="hide joints scoring below this when drawing")
     p.add_argument("--no-flip", action="store_true", help="no flip test (about twice as fast)")
+    p.add_argument("--track", action="store_true", help="pose tracking (HRNet 4.3: optical-flow box propagation, "
+                   "OKS greedy matching): track ids in every output; a folder of images is taken as one sequence")
+    p.add_argument("--smooth", action="store_true", help="One-Euro smoothing of tracked keypoints (implies --track)")
+    p.add_argument("--min-cutoff", type=float, default=1.0, help="One-Euro cutoff at rest, Hz (lower: smoother)")
+    p.add_argument("--beta", type=float, default=0.01, help="One-Euro speed coefficient (higher: less lag in motion)")
+    p.add_argument("--d-cutoff", type=float, default=1.0, help="One-Euro cutoff of the speed estimate, Hz")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--backend", default="torch", choices=["torch", "torch-channels-last", "torch-folded", "torch-bf16",
+                                                          "onnxruntime"],
+                   help="inference backend (docs/benchmarks.md); an .onnx --weights file always runs on onnxruntime")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_predict)
@@ -243,23 +457,117 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--card", default=None, metavar="FILE", help="write the model card (every model, Markdown) to FILE")
     p.add_argument("--configs", default="configs", help="config folder whose recipes go into the model card")
     p.set_defaults(func=cmd_info)
+    p = sub.add_parser("convert", help="official / MMPose weights -> posekit safetensors + config")
+    p.add_argument("source", help="weights file (.pth, .pth.tar, .safetensors)")
+    p.add_argument("--model", required=True, help="posekit model name (posekit info lists them)")
+    p.add_argument("--num-keypoints", type=int, default=None, help="K (default: read from the file's output layer)")
+    p.add_argument("--from", dest="layout", default="auto", choices=["auto", "official", "mmpose", "mspn"],
+                   help="key layout of the file (default: detected from the key names)")
+    p.add_argument("--out", required=True, help="output folder for weights.safetensors and config.yaml")
+    p.add_argument("--config", default=None, help="base config (default: the configs/*.yaml of this model and K)")
+    p.add_argument("--model-kwargs", default=None, metavar="YAML", help="builder options, e.g. '{width: 16}'")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value of the written config")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("score", help="score a predictions file against ground truth (no model; docs/scoring.md)")
+    p.add_argument("--protocol", required=True, choices=["mpii", "lsp", "flic", "coco"])
+    p.add_argument("--gt", required=True, help="ground truth: MPII valid.h5 / gt_valid.mat / annolist .mat / HRNet JSON, "
+                   "LSP joints.mat, FLIC valid.h5 / examples.mat, COCO annotation JSON")
+    p.add_argument("--pred", required=True, action="append", help="predictions (.json .npy .npz .mat .h5; COCO: "
+                   "results JSON); repeat to compare several")
+    p.add_argument("--name", action="append", default=[], help="label of each --pred in tables and plots (repeat)")
+    p.add_argument("--out", default=None, help="write scores.md/.csv/.json, per_joint.csv and pck_curve.png here")
+    p.add_argument("--alpha", type=float, default=None, help="threshold (default: 0.5 for MPII PCKh, 0.2 for LSP/FLIC PCK)")
+    p.add_argument("--head-boxes", default=None, help="MPII: head sizes from this valid.h5 / gt_valid.mat / annolist .mat")
+    p.add_argument("--subset", default=None, metavar="FIRST-LAST",
+                   help="score people FIRST..LAST (1-based, inclusive) of the GT file, e.g. 1001-2000 for the LSP test half")
+    origin = p.add_mutually_exclusive_group()
+    origin.add_argument("--one-based", dest="one_based", action="store_const", const=True, default=None,
+                        help="predictions are 1-based (Matlab); default for .mat and .h5")
+    origin.add_argument("--zero-based", dest="one_based", action="store_const", const=False,
+                        help="predictions are 0-based; default for .json, .npy, .npz")
+    p.add_argument("--joint-ids", default=None, metavar="I,J,...",
+                   help="dataset joint index of each stored column (e.g. MPII without pelvis/thorax: 0,1,2,3,4,5,8,9,10,11,12,13,14,15)")
+    p.add_argument("--torso-from", default="gt", choices=["gt", "prediction"],
+                   help="LSP/FLIC torso normaliser from the ground truth (default) or the prediction (FLIC release quirk)")
+    p.add_argument("--hrnet-mean01", action="store_true", help="MPII Mean@0.1 at 0.11, as HRNet's code computes it")
+    p.add_argument("--no-order-check", action="store_true", help="score even when another joint order fits far better")
+    p.set_defaults(func=cmd_score)
+    p = sub.add_parser("export", help="export a model's final heatmaps to ONNX (dynamic batch)")
+    p.add_argument("--config", default=None, help="config whose model (and model.weights) to export")
+    p.add_argument("--model", default=None, help="or a model name (see `posekit info`)")
+    p.add_argument("--weights", default=None, help="posekit .safetensors or an official .pth")
+    p.add_argument("--random-weights", action="store_true", help="allow exporting without weights (benchmarks)")
+    p.add_argument("--format", default="onnx", help="export format (onnx)")
+    p.add_argument("--out", required=True, help="output file, e.g. model.onnx")
+    p.add_argument("--input", type=_parse_hw, default=None,
+                   help="input size HxW (default: the config's, or the model's paper setting)")
+    p.add_argument("--num-keypoints", type=int, default=None, help="with --model: keypoint count")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--static-batch", action="store_true", help="fix the batch size to 1 instead of a dynamic axis")
+    p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
+                   help="torch's ONNX exporter (default torchscript: fast and exact on every family)")
+    p.add_argument("--no-verify", action="store_true", help="skip running the file once against PyTorch")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("bench", help="inference latency / throughput / GFLOP/s per model, backend and batch size")
+    p.add_argument("models", nargs="*", metavar="MODEL", help="model names (default: hrnet_w32 simplebaseline_res50)")
+    p.add_argument("--input", type=_parse_hw, default=None, help="input size HxW (default: each model's paper setting)")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default: 1 8)")
+    p.add_argument("--backend", nargs="+", default=["torch,torch-channels-last,torch-folded,torch-bf16,onnxruntime"],
+                   help="comma-separated backends: torch (fp32 eager, the reference), torch-channels-last, torch-folded "
+                        "(BN folded + channels-last), torch-bf16 (folded + channels-last + bf16 autocast), onnxruntime")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch and ONNX Runtime")
+    p.add_argument("--repeats", type=int, default=10, help="timed rounds (median reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls per backend first")
+    p.add_argument("--num-keypoints", type=int, default=None)
+    p.add_argument("--weights", default=None, help="real weights for the one model named (default: calibrated random)")
+    p.add_argument("--no-ceiling", action="store_true", help="skip measuring the conv ceiling")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--data", nargs="*", default=None, metavar="CONFIG",
+                   help="benchmark the data pipeline (decode + augment + targets) of these training configs instead "
+                        "(none given: a built-in synthetic COCO-size pipeline); samples/s per core, fast vs reference")
+    p.add_argument("--samples", type=int, default=256, help="--data: samples timed per pipeline")
+    p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="--data: DataLoader worker counts")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="--data: config override for every config (e.g. data.root=/data/coco)")
+    p.add_argument("--no-reference", action="store_true", help="--data: skip the straightforward reference pipeline")
+    p.set_defaults(func=cmd_bench)
     return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error's message on one line. An error raised in a DataLoader worker comes back with the worker's
+    traceback in its message ("Caught DataError in DataLoader worker process 0. Original Traceback ..."):
+    its last line is the original "module.Class: message"."""
+    text = str(exc).strip()
+    if "\n" not in text:
+        return text
+    last = text.splitlines()[-1].strip()
+    kind, sep, message = last.partition(": ")
+    return message if sep and kind.rsplit(".", 1)[-1] == type(exc).__name__ else last
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:
+        from .data.images import silence_decoder_warnings
+
+        silence_decoder_warnings()   # posekit names the bad image itself; OpenCV's extra lines are noise
     try:
         return args.func(args)
     except PosekitError as exc:
         if args.debug:
             raise
-        print(f"posekit: error: {exc}", file=sys.stderr)
+        print(f"posekit: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except (ValueError, FloatingPointError) as exc:
         if args.debug:
             raise
-        print(f"posekit: error: {exc}", file=sys.stderr)
+        print(f"posekit: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("posekit: interrupted", file=sys.stderr)

@@ -34,7 +34,10 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    # coco | mpii (HRNet's JSON layout) | flic (train.h5 / valid.h5) | lsp | synthetic (COCO layout)
+    # coco | mpii (HRNet's JSON layout; or Tompson's valid.h5; or the release .mat: its train split for
+    # training, its test split for val) | flic (train.h5 / valid.h5) | lsp | synthetic (COCO layout) |
+    # crowdpose | ochuman | aic (COCO-converted or release JSON) | posetrack (COCO layout or a directory of
+    # per-video JSONs); the last four need data.skeleton of the same name (ochuman: or coco)
     format: str = "coco"
     root: str = "data/coco"
     skeleton: str = "coco"
@@ -56,6 +59,10 @@ class DataConfig:
     std: List[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     # Cap on the number of records read per split (0 = all); for smoke runs.
     limit: int = 0
+    # Training decodes a JPEG at 1/2, 1/4 or 1/8 of its size when the crop window is that many times the input
+    # (DCT scaling: faster, and the crop is area-averaged instead of bilinear-sampled); false = full-size decoding,
+    # the exact pixels of the official pipeline. Evaluation always decodes at full size.
+    reduced_decode: bool = True
 
 
 @dataclass
@@ -112,7 +119,22 @@ class TrainConfig:
     max_steps: int = 0                  # stop after this many steps in total (0 = run all epochs)
     time_limit: float = 0.0             # seconds; stop (with a checkpoint) when reached (0 = none)
     max_unreadable_fraction: float = 0.01
-    grad_clip: float = 0.0
+    grad_clip: float = 0.0              # max global gradient norm (after unscaling fp16 gradients); 0 = no clipping
+    # Optimizer steps take the gradient of this many batches (effective batch: batch_size x processes x this).
+    accumulate_steps: int = 1
+    # Exponential moving average of the weights (0 = off): ema = d * ema + (1 - d) * w after every optimizer
+    # step. When on, the EMA weights are the ones evaluated and saved as weights.safetensors; the raw weights
+    # and the EMA are both in the training state (state.pt) for --resume.
+    ema_decay: float = 0.0
+    # Learning rate under data parallelism: none (train.lr as given) | linear (Goyal et al.: train.lr x
+    # batch_size x processes x accumulate_steps / lr_reference_batch).
+    lr_scale: str = "none"
+    lr_reference_batch: int = 0         # the total batch train.lr was tuned for; 0 = train.batch_size (1 process)
+    sync_bn: bool = False               # SyncBatchNorm across processes (CUDA only; batch statistics of all GPUs)
+    keep_checkpoints: int = 3           # newest step checkpoints kept; 0 = all
+    # torch.use_deterministic_algorithms for the run (and cuDNN autotuning off): bit-identical reruns and
+    # resumes on the same hardware and thread count, at some speed cost on GPUs.
+    deterministic: bool = False
 
 
 @dataclass
@@ -122,10 +144,21 @@ class TestConfig:
     flip_test: bool = True
     shift_heatmap: bool = True
     post_process: bool = True
-    use_gt_bbox: bool = True
+    use_gt_bbox: bool = True            # true: GT boxes; false: the boxes of det_file (COCO detection results)
     det_file: Optional[str] = None
-    image_thre: float = 0.0
+    image_thre: float = 0.0             # detections with score >= this are kept (HRNet: 0.0)
+    det_category_id: int = 1            # the detections' category taken as people (COCO: 1)
+    # Detections on images absent from the GT annotation file: false = error, true = dropped (a detector run on
+    # all of val2017 scored against a subset's annotations).
+    det_skip_unknown_images: bool = False
+    det_max_per_image: int = 0          # keep the k best-scoring detections per image (0 = all)
+    # COCO-style formats: evaluate on these image ids only (null = every image of the annotation file): both the
+    # people read (GT boxes or detections) and the images COCOeval scores.
+    image_ids: Optional[List[int]] = None
     in_vis_thre: float = 0.2
+    # Person NMS before COCO scoring (spec 1.7): oks (HRNet default: greedy, drops OKS > oks_thre) |
+    # soft_oks (HRNet TEST.SOFT_NMS: Gaussian score decay, at most 20 kept) | none (rescoring only, all kept)
+    nms: str = "oks"
     oks_thre: float = 0.9
     pck_alpha: float = 0.2
     blur_kernel: int = 0                # MSPN decoding blur (5 COCO, 9 MPII); 0 = the codec's default

@@ -23,6 +23,8 @@ def read_json(path: PathLike, what: str = "file") -> Any:
         raise DataError("is a directory, expected a JSON file", path) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"not valid JSON ({err})", path) from None
+    except RecursionError:   # a hostile file of deeply nested brackets
+        raise DataError("not usable JSON: nested too deeply", path) from None
     except OSError as err:
         raise DataError(f"cannot read file ({err.strerror})", path) from None
 

@@ -13,15 +13,27 @@ or not finite) is skipped and counted in :attr:`PosePredictor.skipped_boxes`.
 Detector plug-in: wherever boxes are accepted, a callable ``detector(image) -> N x 5`` may be passed instead.
 It receives the RGB image (H x W x 3 uint8, not to be modified) and returns one row per person:
 x, y, w, h in image pixels and a score (N x 4 rows mean score 1). Filtering by score is the detector's job.
+
+Multi-scale test (``cfg.test.scales``, e.g. [0.8, 1.0, 1.2]): each person is also cropped with windows f times
+the usual one around the same centre; the heatmaps are brought into the f = 1 crop's frame and averaged
+(:func:`posekit.inference.predict_heatmaps_multiscale`), as ``posekit eval`` does.
+
+Video: :meth:`PosePredictor.track` runs the flow-based pose tracker of :mod:`posekit.tracking` over a stream of
+frames (e.g. a :class:`posekit.video.VideoReader`) and yields each frame's poses with ``track_id`` set.
+
+The model is only ever called as ``model(batch) -> [heatmaps, ...]`` (in :mod:`posekit.inference`), and needs the
+attributes our models declare (``outputs``, ``num_keypoints``; ``center_map_sigma`` for CPM). Anything with those,
+an ONNX Runtime wrapper for instance, can stand in for the PyTorch module; without parameters it runs on the CPU.
 """
 from __future__ import annotations
 
 import copy
 import itertools
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -32,7 +44,10 @@ from .data.images import read_image
 from .data.records import PersonRecord
 from .data.transforms import get_affine_transform, warp_image
 from .errors import ConfigError, DataError
-from .inference import decode_to_image, predict_heatmaps
+from .inference import check_test_scales, crop_center_on_heatmap, decode_to_image, predict_heatmaps_multiscale
+
+if TYPE_CHECKING:
+    from .tracking import PoseTracker
 
 ImageLike = Union[np.ndarray, str, "os.PathLike[str]"]
 Detector = Callable[[np.ndarray], Any]
@@ -103,7 +118,7 @@ def as_box_array(boxes: Any, source: str = "boxes") -> np.ndarray:
 def load_rgb(image: ImageLike) -> np.ndarray:
     """An H x W x 3 uint8 RGB array from an array (H x W grey is expanded) or an image file (DataError)."""
     if isinstance(image, (str, os.PathLike)):
-        return read_image(os.fspath(image), rgb=True)
+        return read_image(os.fspath(image), rgb=True, apply_orientation=True)   # photos as a viewer shows them
     if not isinstance(image, np.ndarray):
         raise TypeError(f"an image must be a numpy array or a path, got {type(image).__name__}")
     if image.ndim == 2:
@@ -115,26 +130,39 @@ def load_rgb(image: ImageLike) -> np.ndarray:
     return image
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
-        return tensor.device
+def _model_device(model: Any) -> torch.device:
+    """Where the model's tensors live; the CPU for a model without any (e.g. an ONNX Runtime session wrapper)."""
+    parameters, buffers = getattr(model, "parameters", None), getattr(model, "buffers", None)
+    if callable(parameters) and callable(buffers):
+        for tensor in itertools.chain(parameters(), buffers()):
+            return tensor.device
     return torch.device("cpu")
 
 
 class PosePredictor:
-    """Top-down pose estimation on images: ``predictor(image, boxes=None) -> [Pose, ...]``.
+    """Top-down pose estimation on images and video.
 
+    * ``predictor(image, boxes=None) -> [Pose, ...]``: one image (RGB array or path); boxes N x 4 / N x 5, a
+      detector callable, or None for the whole image.
+    * ``predictor.predict_many(images, boxes_per_image)``: many images; the crops of consecutive images share
+      batches of ``cfg.test.batch_size``.
+    * ``predictor.track(frames, boxes=None, tracker=None, fps=None)``: a generator of each frame's poses with
+      ``track_id`` set (:mod:`posekit.tracking`). ``frames``: RGB arrays or ``(frame_index, array)`` pairs (what
+      :meth:`posekit.video.VideoReader.indexed` yields; the index times the frame rate drives the smoothing).
+      ``boxes``: None (single-person: the whole frame until someone is tracked, then the propagated box), a
+      detector callable, or one entry per frame (boxes, None or a detector).
+    * ``to_coco_results`` / ``draw`` for output.
+
+    Flip test per ``cfg.test.flip_test`` (or the ``flip_test`` argument); multi-scale test per ``cfg.test.scales``.
     After every call, ``skipped_boxes`` holds the number of boxes left out because nothing of them lay inside
-    their image (the total over all images for :meth:`predict_many`; ``skipped_per_image`` has the split).
+    their image (the total over all images for :meth:`predict_many`; ``skipped_per_image`` has the split; for
+    :meth:`track`, the running total over the frames so far).
     """
 
     def __init__(self, model: nn.Module, cfg: Config, device: Optional[str] = None, flip_test: Optional[bool] = None):
         from .engine import build_codecs, dataset_skeleton, make_dataset, output_specs, select_device
 
-        if list(cfg.test.scales) != [1.0]:
-            # The multi-scale test runs in `posekit eval`; the predictor crops at one scale for now.
-            raise ConfigError(f"the predictor runs at a single scale; got test.scales = {cfg.test.scales}",
-                              "test.scales")
+        self.scales = check_test_scales(cfg.test.scales)
         self.cfg = cfg
         self.skeleton = dataset_skeleton(cfg)
         num_keypoints = int(getattr(model, "num_keypoints", self.skeleton.num_keypoints))
@@ -142,9 +170,14 @@ class PosePredictor:
             raise ConfigError(f"the model predicts {num_keypoints} keypoints but keypoint set "
                               f"{self.skeleton.name!r} has {self.skeleton.num_keypoints}", "data.skeleton")
         self.device = _model_device(model) if device is None else select_device(device)
-        self.model = model.to(self.device)
+        # Only a torch module moves; a model without `.to` (an ONNX Runtime wrapper) takes CPU tensors.
+        self.model = model.to(self.device) if callable(getattr(model, "to", None)) else model
+        if not callable(getattr(model, "to", None)):
+            self.device = torch.device("cpu")
         self.input_hw = cfg.input_hw
         self.codec = build_codecs(output_specs(model, cfg), cfg)[-1]
+        # The heatmap point the crop centre falls on: what the other scales are resampled about.
+        self._center_xy = crop_center_on_heatmap(self.codec) if self.scales != [1.0] else None
         self.flip_test = cfg.test.flip_test if flip_test is None else bool(flip_test)
         self.flip_perm = self.skeleton.flip_permutation() if self.flip_test else None
         self.batch_size = max(1, int(cfg.test.batch_size))
@@ -155,35 +188,60 @@ class PosePredictor:
         self._no_keypoints = np.zeros((self.skeleton.num_keypoints, 3), dtype=np.float64)
         self.skipped_boxes = 0
         self.skipped_per_image: List[int] = []
+        self.unreadable: List[Tuple[int, DataError]] = []
 
     @classmethod
     def from_config(cls, config: Union[Config, str, "os.PathLike[str]"], weights: Optional[str] = None,
-                    device: str = "auto", flip_test: Optional[bool] = None) -> "PosePredictor":
-        """A predictor for a config (a Config or a YAML path) with ``weights`` (default: cfg.model.weights)."""
+                    device: str = "auto", flip_test: Optional[bool] = None, backend: str = "torch") -> "PosePredictor":
+        """A predictor for a config (a Config or a YAML path) with ``weights`` (default: cfg.model.weights).
+
+        ``weights`` may be a posekit/official checkpoint or an ONNX file from ``posekit export`` (run by ONNX
+        Runtime). ``backend`` (see :func:`posekit.export.inference_model`): ``torch`` (plain eager fp32),
+        ``torch-channels-last``, ``torch-folded`` (BatchNorm folded, exact), ``torch-bf16`` (not exact) or
+        ``onnxruntime`` (the checkpoint is exported to ONNX in a temporary folder and run by ONNX Runtime).
+        """
         from .checkpoints import load_weights
         from .engine import build_model
+        from .export import BACKENDS, OnnxHeatmapModel, inference_model
 
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}", "backend")
         cfg = copy.deepcopy(config) if isinstance(config, Config) else load_config(config)
         weights = weights or cfg.model.weights
         if not weights:
             raise ConfigError("no weights given and model.weights is not set", "model.weights")
         cfg.model.weights = os.fspath(weights)
+        if cfg.model.weights.lower().endswith(".onnx"):
+            if backend not in ("torch", "onnxruntime"):
+                raise ConfigError(f"an ONNX file runs on the onnxruntime backend, not {backend!r}", "backend")
+            onnx_model = OnnxHeatmapModel(cfg.model.weights, input_hw=cfg.input_hw,
+                                          num_keypoints=cfg.model.num_keypoints)
+            return cls(onnx_model, cfg, device="cpu", flip_test=flip_test)
         # The whole model comes from the weights file: a backbone-only file (model.pretrained) is not needed.
         model = build_model(cfg, load=False)
         load_weights(model, cfg.model.weights)
-        return cls(model.eval(), cfg, device=device, flip_test=flip_test)
+        model.eval()
+        if backend == "onnxruntime":
+            # The session holds the graph in memory, so the exported file need not outlive this call.
+            with tempfile.TemporaryDirectory(prefix="posekit-onnx-") as folder:
+                model = inference_model(model, backend, cfg.input_hw, onnx_path=Path(folder) / "model.onnx")
+            device = "cpu"
+        elif backend != "torch":
+            model = inference_model(model, backend, cfg.input_hw)
+        return cls(model, cfg, device=device, flip_test=flip_test)
 
     # ------------------------------------------------------------------------------------------ prediction
     def __call__(self, image: ImageLike, boxes: BoxesLike = None) -> List[Pose]:
         """Poses of the people in ``boxes`` (None: the whole image is one person), in the order of the boxes."""
         return self.predict_many([image], [boxes])[0]
 
-    def predict_many(self, images: Iterable[ImageLike], boxes_per_image: Union[None, Detector, Iterable[BoxesLike]] = None
-                     ) -> List[List[Pose]]:
+    def predict_many(self, images: Iterable[ImageLike], boxes_per_image: Union[None, Detector, Iterable[BoxesLike]] = None,
+                     skip_unreadable: bool = False) -> List[List[Pose]]:
         """Poses for each image; crops of consecutive images share batches. Images are read one at a time.
 
         ``boxes_per_image``: None (each whole image is one person), one detector for all images, or one entry
-        (None, boxes or a detector) per image.
+        (None, boxes or a detector) per image. An image file that cannot be read raises its DataError; with
+        ``skip_unreadable`` it gets an empty list instead and ``(index, error)`` goes into ``self.unreadable``.
         """
         if boxes_per_image is None or callable(boxes_per_image):
             box_source: Iterable[BoxesLike] = itertools.repeat(boxes_per_image)
@@ -194,13 +252,20 @@ class PosePredictor:
         results: List[List[Pose]] = []
         skipped: List[int] = []
         pending: List[Tuple[int, np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]] = []
-        was_training = self.model.training
-        self.model.eval()
+        self.unreadable: List[Tuple[int, DataError]] = []
+        was_training = self._set_eval()
         try:
             for index, (image, boxes) in enumerate(zip_strict(images, box_source)):
                 results.append([])
                 skipped.append(0)
-                for item in self._crops(load_rgb(image), boxes, index, skipped):
+                try:
+                    rgb = load_rgb(image)
+                except DataError as error:
+                    if not skip_unreadable:
+                        raise
+                    self.unreadable.append((index, error))
+                    continue
+                for item in self._crops(rgb, boxes, index, skipped):
                     pending.append(item)
                     if len(pending) == self.batch_size:
                         self._run(pending, results)
@@ -208,10 +273,61 @@ class PosePredictor:
             if pending:
                 self._run(pending, results)
         finally:
-            self.model.train(was_training)
+            if was_training:
+                self.model.train(True)
         self.skipped_per_image = skipped
         self.skipped_boxes = int(sum(skipped))
         return results
+
+    def track(self, frames: Iterable[Union[ImageLike, Tuple[int, ImageLike]]],
+              boxes: Union[None, Detector, Mapping[int, BoxesLike], Iterable[BoxesLike]] = None,
+              tracker: Optional["PoseTracker"] = None, fps: Optional[float] = None) -> Iterator[List[Pose]]:
+        """Track people through ``frames``: yields, frame by frame, the poses with ``track_id`` set.
+
+        ``frames``: images (RGB arrays or paths) or ``(frame_index, image)`` pairs; ``boxes``: None, one detector
+        for all frames, a mapping frame index -> boxes (a frame it does not name has no detections; the tracked
+        people's propagated boxes are still used), or one entry per frame (boxes N x 4 / N x 5, None or a
+        detector). ``tracker``: a
+        :class:`posekit.tracking.PoseTracker` (default: one with the keypoint set's OKS sigmas, HRNet's
+        in_vis_thre as keypoint threshold, no smoothing); it keeps its tracks across calls unless reset.
+        ``fps``: frame rate for the smoothing's timestamps (default 30). Poses are estimated frame by frame (each
+        frame's boxes depend on the poses of the previous one); the people of a frame share batches.
+        """
+        from .tracking import PoseTracker
+
+        if tracker is None:
+            tracker = PoseTracker(self.skeleton.sigmas, keypoint_threshold=self.cfg.test.in_vis_thre)
+        rate = 30.0 if fps is None or not fps > 0 else float(fps)
+        by_index = boxes if isinstance(boxes, Mapping) else None
+        if boxes is None or callable(boxes) or by_index is not None:
+            box_source: Iterable[Any] = itertools.repeat(boxes)
+        else:
+            box_source = boxes
+        self.skipped_boxes = skipped_total = 0
+
+        def estimate(image: np.ndarray, frame_boxes: np.ndarray) -> List[Pose]:
+            return self.predict_many([image], [frame_boxes])[0]
+
+        for position, (item, frame_boxes) in enumerate(zip_strict(frames, box_source)):
+            if isinstance(item, tuple) and len(item) == 2:
+                index, image = int(item[0]), load_rgb(item[1])
+            else:
+                index, image = position, load_rgb(item)
+            if by_index is not None:
+                frame_boxes = by_index.get(index, np.zeros((0, 5)))
+            detections = None if frame_boxes is None else self._boxes(image, frame_boxes)
+            poses = tracker.step(image, detections, estimate, timestamp=index / rate)
+            # (predict_many resets the counter per call; the tracker clipped the boxes and counted the empty ones.)
+            skipped_total += tracker.skipped_boxes
+            self.skipped_boxes = skipped_total
+            yield poses
+
+    def _set_eval(self) -> bool:
+        """Put a torch module in eval mode; returns whether it was training (False for other models)."""
+        was_training = bool(getattr(self.model, "training", False))
+        if was_training:
+            self.model.eval()
+        return was_training
 
     def _boxes(self, image: np.ndarray, boxes: BoxesLike) -> np.ndarray:
         height, width = image.shape[:2]
@@ -224,7 +340,7 @@ class PosePredictor:
 
     def _crops(self, image: np.ndarray, boxes: BoxesLike, index: int, skipped: List[int]
                ) -> Iterator[Tuple[int, np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]]:
-        """(image index, box, box score, input tensor C x H x W, crop centre, crop scale) for each usable box."""
+        """(image index, box, box score, inputs S x C x H x W (one per test scale), centre, f = 1 scale) per usable box."""
         height, width = image.shape[:2]
         dataset = self._dataset
         # TopDownDataset reads images as RGB or BGR per data.color_rgb; the normalisation follows that order.
@@ -236,19 +352,26 @@ class PosePredictor:
                 continue
             record = PersonRecord(image_path="", keypoints=self._no_keypoints, box=box, score=float(row[4]))
             center, scale, _, _ = dataset.crop_params(record, width, None)
-            matrix = get_affine_transform(center, scale, 0.0, (self.input_hw[1], self.input_hw[0]))
-            crop = (warp_image(model_image, matrix, self.input_hw).astype(np.float32) - dataset.mean) * dataset.inv_std
-            tensor = crop.transpose(2, 0, 1)
-            if dataset.center_map is not None:
-                tensor = np.concatenate([tensor, dataset.center_map[None]], axis=0)
-            yield index, box, float(row[4]), np.ascontiguousarray(tensor, dtype=np.float32), center, np.asarray(scale)
+            tensors = []
+            for factor in self.scales:
+                # The crop scale is proportional to the box padding, so f x scale is eval's padding x f crop.
+                matrix = get_affine_transform(center, scale * factor, 0.0, (self.input_hw[1], self.input_hw[0]))
+                crop = (warp_image(model_image, matrix, self.input_hw).astype(np.float32) - dataset.mean) * dataset.inv_std
+                tensor = crop.transpose(2, 0, 1)
+                if dataset.center_map is not None:
+                    tensor = np.concatenate([tensor, dataset.center_map[None]], axis=0)
+                tensors.append(tensor)
+            yield (index, box, float(row[4]), np.ascontiguousarray(np.stack(tensors), dtype=np.float32), center,
+                   np.asarray(scale))
 
     def _run(self, pending: Sequence[Tuple[int, np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]],
              results: List[List[Pose]]) -> None:
-        batch = torch.from_numpy(np.stack([p[3] for p in pending])).to(self.device)
+        stacked = torch.from_numpy(np.stack([p[3] for p in pending]))          # N x S x C x H x W
+        crops_per_scale = [stacked[:, s].to(self.device) for s in range(len(self.scales))]
         centers = np.stack([p[4] for p in pending])
         scales = np.stack([p[5] for p in pending])
-        heatmaps = predict_heatmaps(self.model, batch, self.flip_perm, self.cfg.test.shift_heatmap)
+        heatmaps = predict_heatmaps_multiscale(self.model, crops_per_scale, self.scales, self.flip_perm,
+                                               self.cfg.test.shift_heatmap, self._center_xy)
         coords, scores = decode_to_image(self.codec, heatmaps, centers, scales, self.input_hw)
         for (index, box, box_score, _, center, scale), xy, score in zip(pending, coords, scores):
             results[index].append(Pose(keypoints=xy, scores=score, box=box, box_score=box_score,
@@ -257,6 +380,8 @@ class PosePredictor:
     # ---------------------------------------------------------------------------------------- output
     def to_coco_results(self, poses: Sequence[Pose], image_id: int, nms: Optional[bool] = None) -> List[Dict[str, Any]]:
         """COCO keypoint results ``{image_id, category_id: 1, keypoints: [x, y, score] * K, score}`` for one image.
+
+        Poses with a ``track_id`` (from :meth:`track`) carry it as ``track_id`` (PoseTrack-style results).
 
         ``score`` is the official rescoring: box score x the mean of the keypoint scores above
         ``cfg.test.in_vis_thre``. With ``nms`` (None: when the keypoint set has OKS sigmas) people are then
@@ -270,6 +395,9 @@ class PosePredictor:
                     "keypoints": [float(v) for v in p.keypoints_with_scores.reshape(-1)], "score": float(p.box_score),
                     "area": float(np.prod(np.asarray(p.scale) * 200.0)) if p.scale is not None else float(p.box[2] * p.box[3])}
                    for p in poses]
+        for result, pose in zip(results, poses):
+            if pose.track_id is not None:
+                result["track_id"] = int(pose.track_id)
         if nms is None:
             nms = self.skeleton.sigmas is not None
         if nms:
@@ -285,18 +413,27 @@ class PosePredictor:
         return results
 
     def draw(self, image: ImageLike, poses: Sequence[Pose], score_threshold: float = 0.3, boxes: bool = False) -> np.ndarray:
-        """A copy of the (RGB) image with each pose's skeleton drawn; joints below ``score_threshold`` hidden."""
+        """A copy of the (RGB) image with each pose's skeleton drawn; joints below ``score_threshold`` hidden.
+
+        A tracked pose (``track_id`` set) gets its box in the track's colour and an ``id N`` label, so that one
+        person keeps one colour through a video.
+        """
         import cv2
 
-        from .viz import draw_skeleton
+        from .viz import draw_label, draw_skeleton, track_color
 
         canvas = load_rgb(image).copy()
         for pose in poses:
-            if boxes:
-                x, y, w, h = (int(round(v)) for v in pose.box)
+            x, y, w, h = (int(round(v)) for v in pose.box)
+            if pose.track_id is not None:
+                color = track_color(pose.track_id)[::-1]          # RGB canvas
+                cv2.rectangle(canvas, (x, y), (x + w - 1, y + h - 1), color, 1)
+            elif boxes:
                 cv2.rectangle(canvas, (x, y), (x + w - 1, y + h - 1), (255, 255, 255), 1)
             canvas = draw_skeleton(canvas, pose.keypoints, self.skeleton, scores=pose.scores,
                                    score_threshold=score_threshold, rgb=True)
+            if pose.track_id is not None:
+                draw_label(canvas, f"id {pose.track_id}", (x, y), track_color(pose.track_id), rgb=True)
         return canvas
 
 
@@ -323,6 +460,44 @@ def find_images(inputs: Sequence[Union[str, "os.PathLike[str]"]]) -> List[Path]:
         else:
             raise DataError("no such image file or folder", path)
     return found
+
+
+def find_inputs(inputs: Sequence[Union[str, "os.PathLike[str]"]]) -> Tuple[List[Path], List[Path]]:
+    """(image files, video files) named directly or found (sorted, not recursively) in the folders named.
+
+    In folders, files count by extension. A file named directly counts as a video by extension; a file with
+    neither an image nor a video extension is tried as an image and then as a video (DataError if neither).
+    """
+    from .video import VIDEO_SUFFIXES, VideoReader, is_video_path
+
+    images: List[Path] = []
+    videos: List[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            for p in sorted(p for p in path.iterdir() if p.is_file()):
+                if p.suffix.lower() in IMAGE_SUFFIXES:
+                    images.append(p)
+                elif p.suffix.lower() in VIDEO_SUFFIXES:
+                    videos.append(p)
+        elif path.is_file():
+            if is_video_path(path):
+                videos.append(path)
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
+                images.append(path)
+            else:
+                try:
+                    read_image(os.fspath(path))
+                    images.append(path)
+                except DataError:
+                    try:
+                        VideoReader(path)
+                    except DataError:
+                        raise DataError("neither an image nor a video OpenCV can decode", path) from None
+                    videos.append(path)
+        else:
+            raise DataError("no such image or video file or folder", path)
+    return images, videos
 
 
 def detections_by_file_name(det_file: Union[str, "os.PathLike[str]"], ann_file: Union[str, "os.PathLike[str]"],

@@ -4,7 +4,7 @@ Pure data; knows nothing of images or tensors. Orders are those of the datasets'
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -172,7 +172,61 @@ FLIC = _make(
     torso=(0, 7),          # left shoulder - right hip (MODEC's and CPM's FLIC normaliser)
 )
 
-SKELETONS: Dict[str, Skeleton] = {s.name: s for s in (COCO, MPII, LSP, SYNTHETIC, FLIC)}
+# CrowdPose (Li et al., CVPR'19), order of its annotation files' person category ("head" is the top of the
+# head). Sigmas: the official crowdposetools/cocoeval.py computeOks (github.com/Jeff-sjtu/CrowdPose) —
+# COCO's for the 12 body joints, 0.79 for head and neck. (Its files' own 'skeleton' field is COCO's, copied
+# unchanged, so the limbs are defined here.)
+CROWDPOSE = _make(
+    "crowdpose",
+    ["l_shoulder", "r_shoulder", "l_elbow", "r_elbow", "l_wrist", "r_wrist", "l_hip", "r_hip",
+     "l_knee", "r_knee", "l_ankle", "r_ankle", "head_top", "neck"],
+    [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11)],
+    [(12, 13), (13, 0), (13, 1), (0, 2), (2, 4), (1, 3), (3, 5), (0, 6), (1, 7), (6, 7), (6, 8),
+     (8, 10), (7, 9), (9, 11)],
+    upper=(0, 1, 2, 3, 4, 5, 12, 13),
+    lower=range(6, 12),
+    sigmas=np.array([.79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89, .79, .79]) / 10.0,
+    torso=(0, 7),
+)
+
+# OCHuman (Zhang et al., CVPR'19) is annotated in COCO's 17 joints and scored with COCO's OKS.
+OCHUMAN = replace(COCO, name="ochuman")
+
+# AI Challenger keypoints (Wu et al. 2017), order of the release's keypoint_annotations. Sigmas: the
+# official AI_Challenger_2017 Evaluation/keypoint_eval/keypoint_eval.py, whose 'delta' is 2 x these (its
+# OKS exp(-d^2 / 2 delta^2 / (area + 1)) equals COCO's form with these sigmas, up to the +1).
+AIC = _make(
+    "aic",
+    ["r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist", "r_hip", "r_knee", "r_ankle",
+     "l_hip", "l_knee", "l_ankle", "head_top", "neck"],
+    [(0, 3), (1, 4), (2, 5), (6, 9), (7, 10), (8, 11)],
+    [(2, 1), (1, 0), (0, 13), (13, 3), (3, 4), (4, 5), (8, 7), (7, 6), (6, 9), (9, 10), (10, 11),
+     (12, 13), (0, 6), (3, 9)],
+    upper=(0, 1, 2, 3, 4, 5, 12, 13),
+    lower=range(6, 12),
+    sigmas=[0.01388152, 0.01515228, 0.01057665, 0.01417709, 0.01497891, 0.01402144, 0.03909642,
+            0.03686941, 0.01981803, 0.03843971, 0.03412318, 0.02415081, 0.01291456, 0.01236173],
+    torso=(3, 6),
+)
+
+# PoseTrack 2018 (Andriluka et al., CVPR'18): COCO's 17 slots with head_bottom / head_top in place of the eyes;
+# the ears are never annotated. PoseTrack publishes no OKS sigmas (its own metric is head-normalised mAP);
+# these are COCO's per slot, as MMPose's posetrack18 dataset info uses for COCO-style AP.
+POSETRACK = _make(
+    "posetrack",
+    ["nose", "head_bottom", "head_top", "l_ear", "r_ear", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow",
+     "l_wrist", "r_wrist", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle"],
+    [(3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)],
+    [(15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
+     (7, 9), (8, 10), (0, 1), (0, 2), (1, 5), (1, 6)],
+    upper=range(0, 11),
+    lower=range(11, 17),
+    sigmas=COCO.sigmas,
+    torso=(5, 12),
+)
+
+SKELETONS: Dict[str, Skeleton] = {s.name: s for s in (COCO, MPII, LSP, SYNTHETIC, FLIC, CROWDPOSE, OCHUMAN, AIC,
+                                                      POSETRACK)}
 
 
 def get_skeleton(name: str) -> Skeleton:

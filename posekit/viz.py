@@ -79,6 +79,28 @@ def draw_skeleton(
     return canvas
 
 
+def track_color(track_id: int) -> Tuple[int, int, int]:
+    """A BGR colour for a track id (the chart palette, cycling), so that one person keeps one colour."""
+    return PALETTE[int(track_id) % len(PALETTE)]
+
+
+def draw_label(image: np.ndarray, text: str, origin_xy: Tuple[float, float], color: Tuple[int, int, int],
+               rgb: bool = False, scale: Optional[float] = None) -> np.ndarray:
+    """``image`` (changed in place and returned) with ``text`` on a filled box of ``color`` (BGR) whose lower-left
+    corner is at ``origin_xy``, kept inside the image; the text is black or white, whichever reads better."""
+    canvas = image
+    height, width = canvas.shape[:2]
+    scale = scale if scale is not None else max(0.35, min(height, width) / 700.0)
+    (tw, th), base = cv2.getTextSize(text, _FONT, scale, 1)
+    x = int(np.clip(round(origin_xy[0]), 0, max(0, width - tw - 4)))
+    y = int(np.clip(round(origin_xy[1]), th + base + 2, height - 1))
+    fill = tuple(int(c) for c in (color[::-1] if rgb else color))
+    ink = (0, 0, 0) if sum(color) > 380 else (255, 255, 255)
+    cv2.rectangle(canvas, (x, y - th - base - 2), (x + tw + 4, y), fill, -1)
+    cv2.putText(canvas, text, (x + 2, y - base), _FONT, scale, ink, 1, cv2.LINE_AA)
+    return canvas
+
+
 def overlay_heatmaps(image: np.ndarray, heatmaps: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """Blend the per-pixel maximum of K x h x w heatmaps (resized to the image) as a JET colour map."""
     canvas = _as_color_image(image)

@@ -363,3 +363,141 @@ def test_detections_are_grouped_by_image_file(tmp_path):
     np.testing.assert_array_equal(grouped["x.jpg"][1], [[1, 2, 30, 40, 0.9]])
     np.testing.assert_array_equal(grouped["y.jpg"][1], [[3, 4, 5, 6, 0.6]])
     assert grouped["z.jpg"][1].shape == (0, 5)          # no detection: nobody, not the whole image
+
+
+# ------------------------------------------------------------------------------------------ multi-scale test
+class BrightSpotModel(nn.Module):
+    """Every keypoint's heatmap is the crop's brightness pooled to the heatmap grid: it peaks on the brightest spot."""
+
+    def __init__(self, num_keypoints: int = 14):
+        super().__init__()
+        self.outputs = [OutputSpec(stride=STRIDE, sigma=2.0)]
+        self.num_keypoints = num_keypoints
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        # A 5 x 5 mean centred on input pixel 4g for heatmap pixel g: the HRNet codec's alignment.
+        brightness = torch.nn.functional.avg_pool2d(x[:, :3].mean(1, keepdim=True), 5, stride=STRIDE, padding=2,
+                                                    count_include_pad=False)
+        return [brightness.repeat(1, self.num_keypoints, 1, 1)]
+
+
+class Recorder(nn.Module):
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner, self.seen = inner, []
+        self.outputs, self.num_keypoints = inner.outputs, inner.num_keypoints
+
+    def forward(self, x):
+        self.seen.append(x.clone())
+        return self.inner(x)
+
+
+def test_scales_of_one_give_exactly_the_single_scale_forward():
+    from posekit.inference import decode_to_image, predict_heatmaps
+
+    canvas, _, box = figure_on_canvas()
+    cfg = small_cfg(test={"scales": [1.0], "flip_test": True})
+    model = Recorder(random_model(cfg)).eval()
+    predictor = PosePredictor(model, cfg)
+    (pose,) = predictor(canvas, [box])
+    crops = model.seen[0]
+    heatmaps = predict_heatmaps(model.inner, crops, predictor.flip_perm, cfg.test.shift_heatmap)
+    coords, scores = decode_to_image(predictor.codec, heatmaps, pose.center[None], pose.scale[None], cfg.input_hw)
+    np.testing.assert_array_equal(pose.keypoints, coords[0])
+    np.testing.assert_array_equal(pose.scores, scores[0])
+
+
+def test_multi_scale_predictions_equal_the_evaluation_pipeline(tmp_path):
+    records, paths = [], []
+    for i in range(2):
+        canvas, keypoints, box = figure_on_canvas(seed=20 + i, offset=(25 * i, 50))
+        path = tmp_path / f"{i}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+        paths.append(str(path))
+        records.append(PersonRecord(image_path=str(path), keypoints=keypoints, box=box, score=0.8, image_id=i))
+    cfg = small_cfg(test={"batch_size": 2, "flip_test": True, "scales": [0.8, 1.0, 1.25]})
+    model = random_model(cfg, seed=4)
+    expected = run_inference(cfg, model, records, progress=False)
+    got = PosePredictor(model, cfg).predict_many(paths, [[[*r.box, r.score]] for r in records])
+    np.testing.assert_allclose(np.stack([p[0].keypoints for p in got]), expected.keypoints, atol=1e-5)
+    np.testing.assert_allclose(np.stack([p[0].scores for p in got]), expected.scores, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.stack([p[0].scale for p in got]), expected.scales)
+    single = PosePredictor(model, small_cfg(test={"flip_test": True}))(paths[0], [records[0].box])[0]
+    assert not np.allclose(single.keypoints, got[0][0].keypoints)    # the other scales did take part
+
+
+@pytest.mark.parametrize("scales", [[1.0], [0.7, 1.0, 1.4], [1.4]])
+def test_multi_scale_keypoints_land_on_a_known_spot_in_image_coordinates(scales):
+    spot = np.array([173.0, 121.0])
+    yy, xx = np.mgrid[0:260, 0:360]
+    blob = 255 * np.exp(-((xx - spot[0]) ** 2 + (yy - spot[1]) ** 2) / (2 * 8.0 ** 2))
+    canvas = np.repeat(blob[..., None], 3, axis=2).astype(np.uint8)
+    box = np.array([120.0, 70.0, 100.0, 100.0])
+    predictor = PosePredictor(BrightSpotModel(), small_cfg(test={"scales": scales}))
+    (pose,) = predictor(canvas, [box])
+    heatmap_pixel = STRIDE * 125.0 / INPUT                 # the crop is 1.25 x 100 px wide, 64 px input
+    assert np.abs(pose.keypoints - spot).max() <= heatmap_pixel / 2, pose.keypoints[0]
+    np.testing.assert_allclose(pose.center, box[:2] + box[2:] / 2)
+
+
+def test_bad_test_scales_are_config_errors():
+    with pytest.raises(ConfigError, match="positive"):
+        PosePredictor(StubModel(np.zeros((14, 2))), small_cfg(test={"scales": [1.0, -0.5]}))
+
+
+# ------------------------------------------------------------------------------------- other model objects
+class PlainCallable:
+    """What an ONNX Runtime wrapper looks like to the predictor: the model attributes and __call__, no torch module."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self.outputs, self.num_keypoints = module.outputs, module.num_keypoints
+        self.calls = 0
+
+    def __call__(self, batch: torch.Tensor) -> List[torch.Tensor]:
+        self.calls += 1
+        assert batch.device.type == "cpu"
+        with torch.no_grad():
+            return [t.clone() for t in self.module(batch)]
+
+
+def test_a_model_without_parameters_or_to_runs_on_the_cpu():
+    canvas, _, box = figure_on_canvas()
+    cfg = small_cfg(test={"flip_test": True})
+    module = random_model(cfg, seed=5)
+    wrapped = PlainCallable(module)
+    predictor = PosePredictor(wrapped, cfg)
+    assert predictor.device.type == "cpu" and predictor.model is wrapped
+    got = predictor(canvas, [box, box + [4, 4, 0, 0]])
+    want = PosePredictor(module, cfg)(canvas, [box, box + [4, 4, 0, 0]])
+    assert wrapped.calls == 2                                   # one batch, plain + mirrored
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a.keypoints, b.keypoints)
+
+
+def test_weights_for_another_keypoint_count_are_a_checkpoint_error_naming_the_file(tmp_path):
+    from posekit.errors import CheckpointError
+
+    coco_cfg = small_cfg(model={"num_keypoints": 17}, data={"skeleton": "coco"})
+    weights = tmp_path / "coco17.safetensors"
+    save_weights(random_model(coco_cfg), weights)
+    with pytest.raises(CheckpointError, match="coco17.safetensors") as err:
+        PosePredictor.from_config(small_cfg(), weights=str(weights), device="cpu")
+    assert "(17," in str(err.value) and "(14," in str(err.value)
+
+
+def test_tracking_through_the_predictor_gives_ids_and_coco_results_carry_them():
+    canvas_a, _, box_a = figure_on_canvas(seed=1, offset=(20, 60))
+    predictor = PosePredictor(StubModel(np.tile([[20.0, 12.0], [44.0, 52.0]], (7, 1))), small_cfg())
+    frames = [np.roll(canvas_a, 3 * t, axis=1) for t in range(4)]
+    boxes = [[box_a + [3 * t, 0, 0, 0]] for t in range(4)]
+    out = list(predictor.track(frames, boxes))
+    assert [[p.track_id for p in poses] for poses in out] == [[0], [0], [0], [0]]
+    results = predictor.to_coco_results(out[0], image_id=0, nms=False)
+    assert results[0]["track_id"] == 0
+    # (frame index, image) pairs and a mapping of boxes by frame index work as well.
+    again = list(predictor.track(enumerate(frames), {t: b for t, b in enumerate(boxes)}))
+    assert [[p.track_id for p in poses] for poses in again] == [[0], [0], [0], [0]]
+    # Boxes outside the frame are counted over the whole run.
+    list(predictor.track(frames, [[[500, 0, 10, 10]], *boxes[1:3], [[0, 0, 0, 10], [0, 500, 5, 5]]]))
+    assert predictor.skipped_boxes == 3

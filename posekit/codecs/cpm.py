@@ -35,9 +35,18 @@ def _gaussian_sum(points: np.ndarray, labelled: np.ndarray, xs: np.ndarray, ys: 
     safe = np.where(labelled[..., None], points, 0.0)
     ex = (xs[None, None, :] - safe[..., :1]) ** 2 / (2.0 * sigma * sigma)  # M x K x w
     ey = (ys[None, None, :] - safe[..., 1:]) ** 2 / (2.0 * sigma * sigma)  # M x K x h
+    # The smallest exponent of a joint on the grid is min(ey) + min(ex): joints that cannot pass the cutoff, and
+    # people with none that can (others far outside the crop), only add exact zeros and are left out.
+    reaches = labelled & (ex.min(axis=2) + ey.min(axis=2) <= EXPONENT_CUTOFF)
+    people = reaches.any(axis=1)
+    if not people.any():
+        return out
+    ex, ey, reaches = ex[people], ey[people], reaches[people]
     exponent = ey[..., :, None] + ex[..., None, :]
-    values = np.where(exponent > EXPONENT_CUTOFF, 0.0, np.exp(-exponent))
-    values *= labelled[..., None, None]
+    # exp only inside the cutoff disc (about 1 % of the grid at CPM's sigma): the same values, far fewer exp calls.
+    inside = (exponent <= EXPONENT_CUTOFF) & reaches[..., None, None]
+    values = np.zeros_like(exponent)
+    values[inside] = np.exp(-exponent[inside])
     return np.minimum(values.sum(axis=0), 1.0)
 
 

@@ -2,6 +2,7 @@
 and flipping heatmaps back for the flip test (spec 1.5)."""
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -20,34 +21,49 @@ class GaussianHeatmap:
         self.post_process = post_process
         # (x, y) input pixels per heatmap pixel
         self.stride_xy = np.array([input_hw[1] / heatmap_hw[1], input_hw[0] / heatmap_hw[0]], dtype=np.float64)
+        # A joint's row and column profiles depend only on its integer centre mu, so the profiles of every centre
+        # whose patch can touch the map are tabulated once: encoding is then two table look-ups per joint.
+        self._reach = int(math.ceil(3 * self.sigma)) + 2
+        self._table_x = self._profile_table(self.heatmap_hw[1])
+        self._table_y = self._profile_table(self.heatmap_hw[0])
+
+    def _profile_table(self, length: int) -> np.ndarray:
+        """(length + 2 reach) x length: row mu + reach is the clipped 1-D patch of centre mu (official ul/br rule)."""
+        tmp = self.sigma * 3
+        size = 2 * tmp + 1
+        mu = np.arange(-self._reach, length + self._reach, dtype=np.float64)[:, None]
+        ul = np.trunc(mu - tmp)
+        br = np.trunc(mu + tmp + 1)
+        # The patch centre is ul + size // 2 (equal to mu for integer 3 sigma, as the official patch).
+        centre = ul + size // 2
+        pos = np.arange(length, dtype=np.float64)[None, :]
+        profile = np.exp(-((pos - centre) ** 2) / (2 * self.sigma ** 2))
+        profile *= (pos >= ul) & (pos < br)
+        return profile
 
     def encode(self, keypoints: np.ndarray, visible: np.ndarray, others: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
         """keypoints K x 2 (input pixels), visible K (> 0 means supervised) -> heatmaps K x h x w, weights K.
 
         ``others`` (other people) is accepted for the codec interface and not used: HRNet's target marks
-        only the person of the crop."""
+        only the person of the crop. Joints with non-finite coordinates get weight 0 and an empty map."""
         h, w = self.heatmap_hw
-        num = keypoints.shape[0]
-        weight = (np.asarray(visible) > 0).astype(np.float32)
+        xy = np.asarray(keypoints, dtype=np.float64)[:, :2]
+        finite = np.isfinite(xy).all(axis=1)
         tmp = self.sigma * 3
-        size = 2 * tmp + 1
         # int() truncates toward zero in the official code; np.trunc reproduces it for negative values too
-        mu = np.trunc(keypoints / self.stride_xy + 0.5)
+        mu = np.trunc(np.where(finite[:, None], xy, 0.0) / self.stride_xy + 0.5)
         ul = np.trunc(mu - tmp)
         br = np.trunc(mu + tmp + 1)
         outside = (ul[:, 0] >= w) | (ul[:, 1] >= h) | (br[:, 0] < 0) | (br[:, 1] < 0)
-        weight[outside] = 0.0
-        # The patch centre is ul + size // 2 (equal to mu for integer 3 sigma, as the official patch).
-        centre = ul + size // 2
-        xs = np.arange(w, dtype=np.float64)
-        ys = np.arange(h, dtype=np.float64)
-        gx = np.exp(-((xs[None, :] - centre[:, :1]) ** 2) / (2 * self.sigma ** 2))
-        gy = np.exp(-((ys[None, :] - centre[:, 1:]) ** 2) / (2 * self.sigma ** 2))
-        gx *= (xs[None, :] >= ul[:, :1]) & (xs[None, :] < br[:, :1])
-        gy *= (ys[None, :] >= ul[:, 1:]) & (ys[None, :] < br[:, 1:])
-        heatmaps = gy[:, :, None] * gx[:, None, :]
-        heatmaps *= (weight > 0.5)[:, None, None]
-        return heatmaps.astype(np.float32).reshape(num, h, w), weight
+        drawn = (np.asarray(visible).reshape(-1) > 0) & finite & ~outside
+        weight = drawn.astype(np.float32)
+        row = np.where(drawn[:, None], mu + self._reach, 0.0).astype(np.intp)
+        gx = self._table_x[row[:, 0]]
+        gy = self._table_y[row[:, 1]] * drawn[:, None]
+        # The float64 product rounded to float32 in NumPy's small buffers: no K x h x w float64 array.
+        heatmaps = np.empty((len(xy), h, w), dtype=np.float32)
+        np.multiply(gy[:, :, None], gx[:, None, :], out=heatmaps, casting="unsafe")
+        return heatmaps, weight
 
     def decode(self, heatmaps: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
         """N x K x h x w heatmaps -> (N x K x 2 coordinates in input pixels, N x K scores = max value)."""

@@ -104,8 +104,18 @@ class MegviiHeatmap:
         # (x, y) input pixels per heatmap pixel
         self.stride_xy = np.array([self.input_hw[1] / self.heatmap_hw[1], self.input_hw[0] / self.heatmap_hw[0]])
         h, w = self.heatmap_hw
-        self._taps_y = _tap_indices(h, len(self.kernel))
-        self._taps_x = _tap_indices(w, len(self.kernel))
+        # Blurring a single 1 is separable: each axis' profile sums the taps whose reflected source is the 1.
+        # Row i of a table is the profile of an impulse at i, so a joint's target is two look-ups.
+        self._table_y = self._impulse_profiles(h)
+        self._table_x = self._impulse_profiles(w)
+        # The peak of an outer product of non-negative profiles is the product of their peaks.
+        self._peak_y = self._table_y.max(axis=1)
+        self._peak_x = self._table_x.max(axis=1)
+
+    def _impulse_profiles(self, length: int) -> np.ndarray:
+        """length x length: row i is the reflect-101 blur of an impulse at i, read along the axis."""
+        taps = _tap_indices(length, len(self.kernel))
+        return ((taps[None] == np.arange(length)[:, None, None]) * self.kernel).sum(axis=2)
 
     def weights(self, xy: np.ndarray, visibility: np.ndarray) -> np.ndarray:
         """Visibility flags, with 0 for joints outside [0, W_in - 1] x [0, H_in - 1] or with non-finite coordinates."""
@@ -131,14 +141,12 @@ class MegviiHeatmap:
         # int() in the official code; coordinates are >= 0 here (in-crop rule), so it is floor.
         col = np.floor(xy[:, 0] * w / self.input_hw[1]).astype(np.int64)
         row = np.floor(xy[:, 1] * h / self.input_hw[0]).astype(np.int64)
-        # Blurring a single 1 is separable: each axis' profile sums the taps whose reflected source is the 1.
-        profile_y = ((self._taps_y[None] == row[:, None, None]) * self.kernel).sum(axis=2)
-        profile_x = ((self._taps_x[None] == col[:, None, None]) * self.kernel).sum(axis=2)
-        heatmaps = profile_y[:, :, None] * profile_x[:, None, :]
-        peak = heatmaps.reshape(len(weight), -1).max(axis=1)
+        heatmaps = self._table_y[row][:, :, None] * self._table_x[col][:, None, :]
+        peak = self._peak_y[row] * self._peak_x[col]
         scale = np.where(drawn & (peak > 1e-8), 255.0 / np.maximum(peak, 1e-300), 0.0)
-        heatmaps *= scale[:, None, None]
-        return heatmaps.astype(np.float32), weight
+        out = np.empty((len(weight), h, w), dtype=np.float32)
+        np.multiply(heatmaps, scale[:, None, None], out=out, casting="unsafe")
+        return out, weight
 
     def decode(self, heatmaps: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
         """N x K x h x w heatmaps (0..255 scale) -> (N x K x 2 crop pixels, N x K scores = value/255 + 0.5).

@@ -58,6 +58,9 @@ class Torch7Gaussian:
         self.std = self.sigma if exact_sigma else 0.25 * self.size
         # (x, y) input pixels per heatmap pixel
         self.stride_xy = np.array([self.input_hw[1] / self.heatmap_hw[1], self.input_hw[0] / self.heatmap_hw[0]])
+        # The profiles of every cell whose patch touches the map (cells -r .. length - 1 + r), tabulated once.
+        self._table_y, self._table_x = (
+            self._profile(n, np.arange(-self.radius, n + self.radius, dtype=np.float64)) for n in self.heatmap_hw)
 
     def cells(self, keypoints: np.ndarray) -> np.ndarray:
         """K x 2 crop coordinates -> the integer heatmap cells Torch7 draws at (truncation toward zero)."""
@@ -86,10 +89,13 @@ class Torch7Gaussian:
         cell = self.cells(np.where(labelled[:, None], xy, 0.0))
         r = self.radius
         outside = ((cell[:, 0] - r > w - 1) | (cell[:, 1] - r > h - 1) | (cell[:, 0] + r < 0) | (cell[:, 1] + r < 0))
-        weight = (labelled & ~outside).astype(np.float32)
-        heatmaps = self._profile(h, cell[:, 1])[:, :, None] * self._profile(w, cell[:, 0])[:, None, :]
-        heatmaps *= weight[:, None, None]
-        return heatmaps.astype(np.float32), weight
+        drawn = labelled & ~outside
+        row = np.where(drawn[:, None], cell + r, 0.0).astype(np.intp)
+        profile_y = self._table_y[row[:, 1]] * drawn[:, None]
+        # The float64 product rounded to float32 in NumPy's small buffers: no K x h x w float64 array.
+        heatmaps = np.empty((len(xy), h, w), dtype=np.float32)
+        np.multiply(profile_y[:, :, None], self._table_x[row[:, 0]][:, None, :], out=heatmaps, casting="unsafe")
+        return heatmaps, drawn.astype(np.float32)
 
     def decode(self, heatmaps: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
         """N x K x h x w heatmaps -> (N x K x 2 crop coordinates, N x K scores = the maxima)."""

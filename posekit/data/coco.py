@@ -13,7 +13,7 @@ number of keypoints comes from the person category's ``keypoints`` list when the
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -59,8 +59,9 @@ def _image_index_from_data(data: Any, path: PathLike) -> ImageIndex:
             raise DataError(f"images[{i}]: 'id' must be an integer, found {image_id!r}", path)
         if not isinstance(file_name, str) or not file_name:
             raise DataError(f"image {image_id}: 'file_name' must be a non-empty string", path)
-        if not (_is_number(width) and _is_number(height)) or not (width > 0 and height > 0):
-            raise DataError(f"image {image_id}: width/height must be positive numbers, found {width!r} x {height!r}", path)
+        if not (_is_number(width) and _is_number(height)) or not (0 < width < np.inf and 0 < height < np.inf):
+            raise DataError(f"image {image_id}: width/height must be positive finite numbers, found {width!r} x {height!r}",
+                            path)
         if int(image_id) in index:
             raise DataError(f"image id {image_id} appears twice in 'images'", path)
         index[int(image_id)] = (file_name, int(width), int(height))
@@ -139,7 +140,22 @@ def read_coco_keypoints(
     negative box sizes, visibility outside {0, 1, 2}, unknown image ids) raise :class:`DataError`
     naming the file and the annotation.
     """
-    data = read_json(ann_file)
+    return coco_keypoints_from_data(read_json(ann_file), ann_file, image_dir, train=train,
+                                    min_keypoints=min_keypoints, num_keypoints=num_keypoints)
+
+
+def coco_keypoints_from_data(
+    data: Any,
+    ann_file: PathLike,
+    image_dir: PathLike,
+    train: bool = True,
+    min_keypoints: int = 1,
+    num_keypoints: Optional[int] = None,
+) -> List[PersonRecord]:
+    """:func:`read_coco_keypoints` on an already-parsed COCO object ``data``; ``ann_file`` names it in errors.
+
+    Readers of COCO-like layouts (PoseTrack's per-video files merged, ...) hand their object to this.
+    """
     images = _image_index_from_data(data, ann_file)
     if "annotations" not in data:
         raise DataError("missing key 'annotations'", ann_file)
@@ -229,15 +245,31 @@ def read_coco_detections(
     score_threshold: float = 0.0,
     category_id: int = PERSON_CATEGORY_ID,
     num_keypoints: int = COCO_NUM_KEYPOINTS,
+    image_ids: Optional[Iterable[int]] = None,
+    skip_unknown_images: bool = False,
+    max_per_image: int = 0,
 ) -> List[PersonRecord]:
     """Read a COCO detection-results JSON (a list of ``{image_id, category_id, bbox, score}``).
 
     Keeps boxes of ``category_id`` with ``score >= score_threshold`` (HRNet: ``IMAGE_THRE`` 0.0),
     as written: no clipping or sanitising, as the official test. ``image_index`` (from
-    :func:`coco_image_index`) gives each image's file name and size; a detection on an image it
-    does not know raises :class:`DataError`. Keypoints are all zero (``num_keypoints`` x 3), the
-    detector's score goes to ``score``, and its order in the file is kept.
+    :func:`coco_image_index`) gives each image's file name and size. A detection on an image it
+    does not know raises :class:`DataError`, or is dropped with ``skip_unknown_images`` (a detector
+    run on all of val2017 scored against a subset's annotation file). ``image_ids`` keeps only the
+    detections of those images (each must be in the index). ``max_per_image`` > 0 keeps only that many
+    best-scoring boxes per image (after the score threshold; equal scores keep file order).
+    Keypoints are all zero (``num_keypoints`` x 3), the detector's score goes to ``score``, and the
+    kept boxes stay in file order.
     """
+    if max_per_image < 0:
+        raise ValueError(f"max_per_image must be >= 0, got {max_per_image}")
+    wanted: Optional[set] = None
+    if image_ids is not None:
+        wanted = set()
+        for image_id in image_ids:
+            if not _is_int(image_id) or int(image_id) not in image_index:
+                raise DataError(f"image id {image_id!r} asked for is not in the annotation file's images", det_file)
+            wanted.add(int(image_id))
     data = read_json(det_file)
     if not isinstance(data, list):
         raise DataError(f"expected a list of detections at the top level, found {type(data).__name__}", det_file)
@@ -253,8 +285,14 @@ def read_coco_detections(
         if det["category_id"] != category_id:
             continue
         image_id = det["image_id"]
-        if not _is_int(image_id) or int(image_id) not in image_index:
+        if not _is_int(image_id):
+            raise DataError(f"{label}: image_id must be an integer, found {image_id!r}", det_file)
+        if int(image_id) not in image_index:
+            if skip_unknown_images:
+                continue
             raise DataError(f"{label}: image_id {image_id!r} is not in the image index", det_file)
+        if wanted is not None and int(image_id) not in wanted:
+            continue
         score = det["score"]
         if not _is_number(score) or not np.isfinite(score):
             raise DataError(f"{label}: 'score' must be a finite number, found {score!r}", det_file)
@@ -267,19 +305,28 @@ def read_coco_detections(
         i = int(negative[0])
         raise DataError(f"{labels[i]}: 'bbox' has a negative size {boxes[i, 2:].tolist()}", det_file)
 
+    chosen = [n for n, det in enumerate(kept) if float(det["score"]) >= score_threshold]
+    if max_per_image:
+        by_image: Dict[int, List[int]] = {}
+        for n in chosen:
+            by_image.setdefault(int(kept[n]["image_id"]), []).append(n)
+        best = set()
+        for members in by_image.values():
+            # sorted() is stable: equal scores keep file order.
+            best.update(sorted(members, key=lambda n: -float(kept[n]["score"]))[:max_per_image])
+        chosen = [n for n in chosen if n in best]
+
     records: List[PersonRecord] = []
-    for det, box in zip(kept, boxes):
-        score = float(det["score"])
-        if score < score_threshold:
-            continue
+    for n in chosen:
+        det = kept[n]
         image_id = int(det["image_id"])
         file_name, width, height = image_index[image_id]
         records.append(
             PersonRecord(
                 image_path=os.path.join(image_dir, file_name),
                 keypoints=np.zeros((num_keypoints, 3), dtype=np.float64),
-                box=box.copy(),
-                score=score,
+                box=boxes[n].copy(),
+                score=float(det["score"]),
                 image_id=image_id,
                 image_size=(width, height),
             )

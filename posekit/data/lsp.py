@@ -7,6 +7,13 @@ pixel centres, as CPM's training code does for both files (``data_transformer.cp
 1-index to c++ 0-index") and as the MPII readers do (spec section 1.1). PCK is unchanged by the shift
 as long as predictions are compared in the same frame.
 
+Left and right: the standard ``joints.mat`` files (LSP and LSPET) label joints **person-centric** (PC) —
+"left" is the person's left, whichever way they face — and that is what posekit's flip pairs and the LSP results
+of the papers assume. Some works report **observer-centric** (OC) results, with left = the side on the image's
+left; their ground truth is a separate ``joints.mat`` in the same layout, read by the same functions. The two
+conventions cannot be converted into each other without knowing which way each person faces, so scoring OC
+predictions needs the OC ground truth (``posekit score --protocol lsp --gt OC/joints.mat``).
+
 The files give no person box: ``box`` is the extent of the labelled joints (the dataset pads it) and
 ``image_size`` (width, height) is read from the JPEG frame header, without decoding the image (the
 stored size: an EXIF rotation would not be applied; these images carry none).
@@ -15,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-import struct
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -23,7 +29,7 @@ import numpy as np
 import scipy.io
 
 from ..errors import DataError
-from .images import read_image
+from .images import image_header, image_size_wh, read_image
 from .records import NOT_LABELLED, OCCLUDED, VISIBLE, PersonRecord
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -45,46 +51,18 @@ class _Format:
 _LSP = _Format("LSP", (3, NUM_LSP_JOINTS), "im{:04d}.jpg", re.compile(r"im\d{4}\.jpg"))
 _LSPET = _Format("LSPET", (NUM_LSP_JOINTS, 3), "im{:05d}.jpg", re.compile(r"im\d{5}\.jpg"))
 
-# JPEG start-of-frame markers (baseline, extended, progressive, lossless, arithmetic); C4/C8/CC are not frames.
-_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
 
 def _jpeg_size_wh(path: str) -> Optional[Tuple[int, int]]:
     """(width, height) from a JPEG's frame header, or None when the file is not a JPEG we can parse."""
-    with open(path, "rb") as f:
-        if f.read(2) != b"\xff\xd8":
-            return None
-        while True:
-            byte = f.read(1)
-            while byte and byte != b"\xff":
-                byte = f.read(1)
-            while byte == b"\xff":   # fill bytes before a marker
-                byte = f.read(1)
-            if not byte:
-                return None
-            marker = byte[0]
-            if marker == 0x01 or 0xD0 <= marker <= 0xD8:   # stand-alone markers have no length
-                continue
-            if marker in (0xD9, 0xDA):   # end of image / start of scan before any frame header
-                return None
-            length_bytes = f.read(2)
-            if len(length_bytes) < 2:
-                return None
-            (length,) = struct.unpack(">H", length_bytes)
-            if marker in _SOF_MARKERS:
-                frame = f.read(5)
-                if len(frame) < 5:
-                    return None
-                _, height, width = struct.unpack(">BHH", frame)
-                return (width, height) if width > 0 and height > 0 else None
-            f.seek(length - 2, os.SEEK_CUR)
+    kind, size = image_header(path)
+    return size if kind == "JPEG" else None
 
 
 def _image_size_wh(path: str) -> Tuple[int, int]:
-    size = _jpeg_size_wh(path)
+    size = image_size_wh(path)
     if size is not None:
         return size
-    # Not a parsable JPEG (another format under a .jpg name, a JPEG with its size set later): decode it.
+    # A format whose header posekit does not read, or a damaged header: decode it (errors name the file).
     height, width = read_image(path, rgb=False).shape[:2]
     return width, height
 

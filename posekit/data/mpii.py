@@ -6,18 +6,19 @@ Each entry: ``image``, ``center`` (x, y), ``scale`` (person height / 200), ``joi
 minus 1). The dataset pads the scale by ``data.box_padding`` (1.25 in HRNet's recipe).
 Annotated joints get v = 2: the JSON does not tell occluded from visible (MSPN stores them the same way).
 :func:`read_mpii_h5` reads the Tompson / pose-hg-train ``annot/valid.h5`` layout into the same records
-(PCKh itself: ``posekit.metrics.pckh``).
+(PCKh itself: ``posekit.metrics.pckh``), :func:`read_mpii_release_mat` the official release
+``mpii_human_pose_v1_u12_1.mat``.
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..fileio import describe_array, h5_image_names, read_h5_datasets, read_json
-from .records import VISIBLE, PersonRecord
+from .records import OCCLUDED, VISIBLE, PersonRecord
 
 NUM_MPII_JOINTS = 16
 
@@ -40,13 +41,17 @@ def _record(entry: Any, index: int, ann_file: str, image_dir: str) -> PersonReco
     for key in ("image", "center", "scale", "joints", "joints_vis"):
         if key not in entry:
             raise DataError(f"{where} has no {key!r}", ann_file)
+    if not isinstance(entry["image"], str) or not entry["image"]:
+        raise DataError(f"{where}: 'image' must be a file name, found {entry['image']!r}", ann_file)
     try:
-        joints = np.asarray(entry["joints"], dtype=np.float64)
-        vis = np.asarray(entry["joints_vis"], dtype=np.float64)
-        center = np.asarray(entry["center"], dtype=np.float64)
-        scale = float(entry["scale"])
-    except (TypeError, ValueError):
-        raise DataError(f"{where}: joints, joints_vis, center and scale must be numbers", ann_file) from None
+        raw = [np.asarray(entry[key]) for key in ("joints", "joints_vis", "center", "scale")]
+    except (TypeError, ValueError):   # ragged lists
+        raw = []
+    # Checked before converting: np.asarray(..., float) would silently accept "1.5" and true.
+    if len(raw) != 4 or any(a.dtype.kind not in "iuf" for a in raw) or raw[3].shape != ():
+        raise DataError(f"{where}: joints, joints_vis, center and scale must be numbers", ann_file)
+    joints, vis, center = (a.astype(np.float64) for a in raw[:3])
+    scale = float(raw[3])
     if joints.shape != (NUM_MPII_JOINTS, 2) or vis.shape != (NUM_MPII_JOINTS,) or center.shape != (2,):
         raise DataError(f"{where}: expected 16 x 2 joints, 16 joints_vis and a 2-value center, got "
                         f"{joints.shape}, {vis.shape}, {center.shape}", ann_file)
@@ -69,6 +74,8 @@ def _record(entry: Any, index: int, ann_file: str, image_dir: str) -> PersonReco
 # ----------------------------------------------------------------------------------------------
 
 MATLAB_OFFSET = 1.0
+# PCKh's head size: SC_BIAS x head-box diagonal (HRNet mpii.py::evaluate).
+HEAD_SIZE_FACTOR = 0.6
 # pose-hg-train's h5 stores the crop already adjusted as HRNet adjusts the JSON (spec 1.1):
 # center = objpos + (0, 15 * s) and scale = 1.25 * s, with s the release's person scale.
 HG_SCALE_PADDING = 1.25
@@ -156,3 +163,200 @@ def read_mpii_h5(h5_file: str, image_dir: str) -> List[PersonRecord]:
             extras=extras,
         ))
     return records
+
+
+# ----------------------------------------------------------------------------------------------
+# The official release ``mpii_human_pose_v1_u12_1.mat``
+# ----------------------------------------------------------------------------------------------
+
+# Per MPII's README: RELEASE.annolist(i).image.name; .annorect(j).{x1, y1, x2, y2} (head box), .scale (person
+# height / 200 px), .objpos.{x, y} (rough body centre), .annopoints.point(p).{id (0-based MPII joint), x, y,
+# is_visible}; .vidx / .frame_sec. RELEASE.img_train(i) (1 train, 0 test), single_person{i} (1-based annorect
+# indices of sufficiently separated people), act(i).{cat_name, act_name, act_id}, video_list{v} (YouTube ids).
+RELEASE_SPLITS = ("train", "test", "all")
+
+
+def _mat_items(value: Any) -> List[Any]:
+    """A loadmat(squeeze_me=True) value as a list: one struct, a struct array, or nothing (empty / missing)."""
+    if value is None:
+        return []
+    if isinstance(value, np.ndarray):
+        return list(value.reshape(-1))
+    return [value]
+
+
+def _mat_number(value: Any) -> Optional[float]:
+    """A scalar field as float; None where MATLAB left it empty. Strings holding a number are accepted."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            raise TypeError(f"not a number: {value!r}") from None
+    if isinstance(value, np.ndarray):
+        if value.size == 0:
+            return None
+        if value.size != 1:
+            raise TypeError(f"expected one number, found {value.size}")
+        return _mat_number(value.reshape(-1)[0])
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    raise TypeError(f"not a number: {type(value).__name__}")
+
+
+def _mat_text(value: Any) -> Optional[str]:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return _mat_text(value.reshape(-1)[0])
+    return None
+
+
+def _field(struct: Any, name: str) -> Any:
+    return getattr(struct, name, None)
+
+
+def read_mpii_release_mat(
+    mat_file: str,
+    image_dir: str,
+    split: str = "train",
+    single_person_only: bool = False,
+    min_joints: Optional[int] = None,
+) -> List[PersonRecord]:
+    """Read the people of the MPII release annotation ``mpii_human_pose_v1_u12_1.mat`` (RELEASE struct).
+
+    ``split``: "train" (``img_train`` 1), "test" (``img_train`` 0: people have only ``objpos`` and
+    ``scale``, for predictions to submit) or "all". ``single_person_only`` keeps the people listed in
+    ``single_person`` (the single-person benchmark's). ``min_joints``: people with fewer annotated
+    joints are skipped (default 1 for "train", 0 otherwise). A person without ``objpos`` or a positive
+    ``scale`` cannot be cropped and is skipped.
+
+    Records follow :func:`read_mpii_json` (HRNet's JSON was converted from this file): centre =
+    objpos moved down by 15 x scale, then centre and joints -1 (Matlab 1-based -> 0-based); ``scale`` is
+    the release's (the dataset's ``box_padding`` applies HRNet's 1.25). A joint with ``is_visible`` 0 gets
+    v = 1 (annotated, occluded), 1 gets v = 2; where ``is_visible`` is missing or empty (many release
+    points) v = 2, as HRNet's JSON marks every annotated joint. Unannotated joints are (0, 0, 0).
+    ``extras``: ``index`` / ``person`` (0-based image and annorect index), ``head_box`` (x1, y1, x2, y2,
+    0-based) and ``head_size`` = 0.6 x head-box diagonal (the PCKh normaliser, as ``valid.h5``'s
+    ``normalize``) where the head box is present, ``visible`` (16 bools, v == 2), ``single_person``,
+    ``train``, and ``activity`` / ``video_id`` where the file has them.
+    Raises :class:`DataError` naming the file for an unreadable file, no RELEASE struct, ``img_train`` of
+    another length than ``annolist``, a joint id outside 0..15 or given twice, non-numeric coordinates.
+    """
+    import scipy.io
+
+    if split not in RELEASE_SPLITS:
+        raise ConfigError(f"MPII release split must be one of {', '.join(RELEASE_SPLITS)}, got {split!r}")
+    if min_joints is None:
+        min_joints = 1 if split == "train" else 0
+    path = os.fspath(mat_file)
+    if not os.path.isfile(path):
+        raise DataError("file not found", path)
+    not_ours = "not an MPII release .mat"
+    try:
+        mat = scipy.io.loadmat(path, struct_as_record=False, squeeze_me=True)
+    except Exception as err:  # scipy raises several unrelated types for a corrupt or non-.mat file
+        raise DataError(f"{not_ours}: cannot read it as a .mat file ({err})", path) from None
+    release = mat.get("RELEASE")
+    if release is None or _field(release, "annolist") is None or _field(release, "img_train") is None:
+        keys = sorted(k for k in mat if not k.startswith("__"))
+        raise DataError(f"{not_ours}: no RELEASE struct with annolist and img_train (keys: {', '.join(keys) or 'none'})",
+                        path)
+    annolist = _mat_items(release.annolist)
+    try:
+        img_train = np.atleast_1d(np.asarray(release.img_train, dtype=np.float64)).reshape(-1)
+    except (TypeError, ValueError):
+        raise DataError(f"{not_ours}: img_train is not numeric", path) from None
+    if img_train.size != len(annolist):
+        raise DataError(f"{not_ours}: img_train has {img_train.size} entries, annolist {len(annolist)}", path)
+    single = _mat_items(_field(release, "single_person"))
+    if single_person_only and len(single) != len(annolist):
+        raise DataError(f"{not_ours}: single_person_only needs single_person for each of the {len(annolist)} images",
+                        path)
+    acts = _mat_items(_field(release, "act"))
+    videos = [_mat_text(v) for v in _mat_items(_field(release, "video_list"))]
+
+    image_dir = os.fspath(image_dir)
+    records: List[PersonRecord] = []
+    for index, entry in enumerate(annolist):
+        where = f"annolist({index + 1})"
+        is_train = img_train[index] == 1
+        if (split == "train" and not is_train) or (split == "test" and is_train):
+            continue
+        name = _mat_text(_field(_field(entry, "image"), "name"))
+        if not name:
+            raise DataError(f"{not_ours}: {where}.image.name is not a file name", path)
+        try:
+            listed = [_mat_number(v) for v in _mat_items(single[index])] if index < len(single) else []
+        except TypeError:
+            raise DataError(f"{not_ours}: single_person{{{index + 1}}} is not a list of numbers", path) from None
+        singles = {int(v) for v in listed if v is not None}
+        common: Dict[str, Any] = {"train": bool(is_train)}
+        if index < len(acts):
+            activity = _mat_text(_field(acts[index], "act_name"))
+            if activity:
+                common["activity"] = activity
+        try:
+            vidx = _mat_number(_field(entry, "vidx"))
+        except TypeError:
+            vidx = None
+        if vidx is not None and 1 <= vidx <= len(videos) and videos[int(vidx) - 1]:
+            common["video_id"] = videos[int(vidx) - 1]
+        for ridx, rect in enumerate(_mat_items(_field(entry, "annorect"))):
+            if single_person_only and ridx + 1 not in singles:
+                continue
+            record = _release_person(rect, f"{where}.annorect({ridx + 1})", path, not_ours)
+            if record is None or record.num_labelled < min_joints:
+                continue
+            record.image_path = os.path.join(image_dir, name)
+            record.extras.update(common, index=index, person=ridx, single_person=ridx + 1 in singles)
+            records.append(record)
+    return records
+
+
+def _release_person(rect: Any, where: str, path: str, not_ours: str) -> Optional[PersonRecord]:
+    try:
+        scale = _mat_number(_field(rect, "scale"))
+        objpos = _field(rect, "objpos")
+        cx = _mat_number(_field(objpos, "x")) if objpos is not None else None
+        cy = _mat_number(_field(objpos, "y")) if objpos is not None else None
+        corners = [_mat_number(_field(rect, k)) for k in ("x1", "y1", "x2", "y2")]
+    except TypeError as err:
+        raise DataError(f"{not_ours}: {where}: {err}", path) from None
+    if scale is None or cx is None or cy is None or not (np.isfinite([scale, cx, cy]).all() and scale > 0):
+        return None
+
+    keypoints = np.zeros((NUM_MPII_JOINTS, 3))
+    annopoints = _field(rect, "annopoints")
+    points = _mat_items(_field(annopoints, "point")) if annopoints is not None and not isinstance(annopoints, np.ndarray) else []
+    for n, point in enumerate(points):
+        label = f"{where}.annopoints.point({n + 1})"
+        try:
+            joint, x, y = (_mat_number(_field(point, k)) for k in ("id", "x", "y"))
+            flag = _mat_number(_field(point, "is_visible"))
+        except TypeError as err:
+            raise DataError(f"{not_ours}: {label}: {err}", path) from None
+        if joint is None or joint != int(joint) or not 0 <= joint < NUM_MPII_JOINTS:
+            raise DataError(f"{not_ours}: {label}: joint id must be 0..15, found {joint!r}", path)
+        if x is None or y is None or not np.isfinite([x, y]).all():
+            raise DataError(f"{not_ours}: {label}: x and y must be finite numbers", path)
+        joint = int(joint)
+        if keypoints[joint, 2] > 0:
+            raise DataError(f"{not_ours}: {label}: joint {joint} is annotated twice", path)
+        keypoints[joint] = (x - MATLAB_OFFSET, y - MATLAB_OFFSET, OCCLUDED if flag == 0 else VISIBLE)
+
+    extras: Dict[str, Any] = {"visible": keypoints[:, 2] == VISIBLE}
+    if all(c is not None for c in corners):
+        box = np.array(corners, dtype=np.float64)
+        if np.isfinite(box).all():
+            extras["head_box"] = box - MATLAB_OFFSET
+            extras["head_size"] = HEAD_SIZE_FACTOR * float(np.hypot(box[2] - box[0], box[3] - box[1]))
+    center = np.array([cx, cy + 15 * scale]) - MATLAB_OFFSET
+    return PersonRecord(image_path="", keypoints=keypoints, center=center, scale=np.array([scale, scale]),
+                        extras=extras)

@@ -104,6 +104,17 @@ def crop_to_image(points: np.ndarray, center: np.ndarray, scale: np.ndarray, inp
     return affine_points(points, inv)
 
 
+def reduced_grid_matrix(reduce: int) -> np.ndarray:
+    """3x3 matrix from the pixel grid of an image decoded at 1/``reduce`` of its size to the full image's grid.
+
+    A JPEG decoded at 1/r in the DCT (and an integer-factor area resize) makes pixel j of the smaller image the
+    average of full pixels r j .. r j + r - 1, centred on r j + (r - 1) / 2 (pixel centres at integers). The
+    crop affine of the full image composed with this matrix is the crop affine of the reduced image.
+    """
+    r = float(reduce)
+    return np.array([[r, 0.0, (r - 1.0) / 2.0], [0.0, r, (r - 1.0) / 2.0], [0.0, 0.0, 1.0]])
+
+
 def warp_image(image: np.ndarray, matrix: np.ndarray, input_hw: Tuple[int, int]) -> np.ndarray:
     return cv2.warpAffine(image, matrix, (int(input_hw[1]), int(input_hw[0])), flags=cv2.INTER_LINEAR)
 
