@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx", reason="the onnx extra (onnx, onnxruntime) is not installed: ONNX export tests skipped")
+pytest.importorskip("onnxruntime", reason="the onnx extra (onnx, onnxruntime) is not installed: ONNX export tests skipped")
 
 from posekit.bench import calibrate_random_weights  # noqa: E402
 from posekit.checkpoints import save_weights  # noqa: E402
@@ -146,7 +146,7 @@ def test_full_size_hrnet_w32_export_matches(tmp_path):
 
 
 def test_dynamo_exporter_gives_the_same_heatmaps(tmp_path):
-    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxscript", reason="onnxscript (needed only by the dynamo exporter) is not installed")
     model = small_model("hrnet_w32")
     path = export_onnx(model, tmp_path / "dynamo.onnx", (96, 64), exporter="dynamo")
     x = inputs(model, 3, (96, 64))
@@ -186,7 +186,7 @@ def test_an_op_onnx_cannot_express_is_named_with_its_module(tmp_path):
 
 
 def test_an_op_the_dynamo_exporter_cannot_express_is_named_with_its_module(tmp_path):
-    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxscript", reason="onnxscript (needed only by the dynamo exporter) is not installed")
     with pytest.raises(ExportError, match=r"operator aten::histc in module head\.1 \(Histogram\)"):
         export_onnx(WithUnexportableOp(), tmp_path / "toy.onnx", (8, 8), exporter="dynamo")
 

@@ -19,7 +19,8 @@ from posekit.data.coco import (
     read_coco_keypoints,
 )
 from posekit.data.images import read_image
-from posekit.data.lsp import _image_size_wh, _jpeg_size_wh, lsp_standard_split, read_lsp, read_lspet
+from posekit.data.images import image_header, stored_size_wh
+from posekit.data.lsp import lsp_standard_split, read_lsp, read_lspet
 from posekit.data.transforms import sanitize_box
 from posekit.errors import DataError
 
@@ -437,8 +438,8 @@ def test_jpeg_header_size_matches_decoder(tmp_path):
     for name, params in [("base.jpg", []), ("prog.jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])]:
         ok, data = cv2.imencode(".jpg", image, params)
         (tmp_path / name).write_bytes(data.tobytes())
-        assert _jpeg_size_wh(str(tmp_path / name)) == (53, 37)
+        assert image_header(str(tmp_path / name)) == ("JPEG", (53, 37))
     ok, png = cv2.imencode(".png", image)
     (tmp_path / "png.jpg").write_bytes(png.tobytes())
-    assert _jpeg_size_wh(str(tmp_path / "png.jpg")) is None
-    assert _image_size_wh(str(tmp_path / "png.jpg")) == (53, 37)   # falls back to decoding
+    assert image_header(str(tmp_path / "png.jpg"))[0] != "JPEG"
+    assert stored_size_wh(str(tmp_path / "png.jpg")) == (53, 37)   # falls back to decoding

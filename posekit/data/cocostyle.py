@@ -43,6 +43,7 @@ from .coco import (
     coco_keypoints_from_data,
     read_coco_keypoints,
 )
+from .images import stored_size_wh
 from .records import NOT_LABELLED, OCCLUDED, VISIBLE, PersonRecord
 from .transforms import sanitize_box
 
@@ -150,7 +151,6 @@ def _finite_numbers(value: Any, count: int) -> Optional[np.ndarray]:
 
 def _read_aic_release(data: List[Any], ann_file: PathLike, image_dir: PathLike, train: bool,
                       image_sizes: bool) -> List[PersonRecord]:
-    from .lsp import _image_size_wh   # JPEG header reader (no decode)
 
     k = AIC.num_keypoints
     image_dir = os.fspath(image_dir)
@@ -169,7 +169,7 @@ def _read_aic_release(data: List[Any], ann_file: PathLike, image_dir: PathLike, 
             raise DataError(f"image {name}: keypoint_annotations and human_annotations must be objects", ann_file)
         file_name = name if name.lower().endswith((".jpg", ".jpeg", ".png")) else name + ".jpg"
         image_path = os.path.join(image_dir, file_name)
-        size = _image_size_wh(image_path) if image_sizes and os.path.isfile(image_path) else None
+        size = stored_size_wh(image_path) if image_sizes and os.path.isfile(image_path) else None
         for human in sorted(keypoint_annos, key=_human_order):
             label = f"image {name}, {human}"
             raw = _finite_numbers(keypoint_annos[human], 3 * k)

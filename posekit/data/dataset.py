@@ -31,7 +31,7 @@ from ..codecs import GaussianHeatmap
 from ..config import AugmentConfig
 from ..errors import ConfigError, DataError
 from ..skeletons import Skeleton
-from .images import decode_image, read_image
+from .images import _SOF_MARKERS, decode_image, read_image
 from .records import PersonRecord
 from .transforms import (
     PIXEL_STD,
@@ -46,8 +46,7 @@ from .transforms import (
 
 # Decoding reductions OpenCV offers for JPEG (IMREAD_REDUCED_COLOR_2/4/8), largest first.
 REDUCE_FACTORS = (8, 4, 2)
-# JPEG start-of-frame markers (C4, C8 and CC are other segments); C0/C1 are sequential Huffman frames.
-_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# C0/C1 are the sequential Huffman frames (the other start-of-frame markers: _SOF_MARKERS, images.py).
 _SEQUENTIAL_HUFFMAN = frozenset({0xC0, 0xC1})
 # Rows decoded below the lowest row a crop reads, in full-size rows per unit of reduction: libjpeg's chroma
 # upsampling reads the next chroma row (up to 4 image rows further for 4:2:0 / 4:1:1), so one 16-row MCU row keeps
@@ -270,6 +269,25 @@ def collate_samples(samples: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
                 stacked.append(default_collate([s[key][i] for s in samples]))
         batch[key] = stacked
     return batch
+
+
+def pack_sample(image: np.ndarray, targets: List[torch.Tensor], weights: List[torch.Tensor], record: PersonRecord,
+                center: np.ndarray, scale: Any, rotation: float, flipped: bool, index: int, ok: bool) -> Dict[str, Any]:
+    """One training/evaluation sample as the data loader hands it on (see :class:`TopDownDataset`)."""
+    return {
+        "image": torch.from_numpy(image),
+        "targets": targets,
+        "target_weights": weights,
+        "center": torch.from_numpy(center.astype(np.float64)),
+        "scale": torch.from_numpy(np.asarray(scale, dtype=np.float64)),
+        "rotation": torch.tensor(rotation, dtype=torch.float64),
+        "flipped": torch.tensor(flipped),
+        "keypoints": torch.from_numpy(record.keypoints.astype(np.float64)),
+        "index": torch.tensor(index),
+        "image_id": torch.tensor(-1 if record.image_id is None else int(record.image_id)),
+        "score": torch.tensor(float(record.score), dtype=torch.float64),
+        "ok": torch.tensor(ok),
+    }
 
 
 class TopDownDataset(Dataset):
@@ -534,19 +552,6 @@ class TopDownDataset(Dataset):
                 targets.append(targets[first])
                 weights.append(weights[first])
         laps.lap("targets")
-        sample = {
-            "image": torch.from_numpy(image_tensor),
-            "targets": targets,
-            "target_weights": weights,
-            "center": torch.from_numpy(center.astype(np.float64)),
-            "scale": torch.from_numpy(np.asarray(scale, dtype=np.float64)),
-            "rotation": torch.tensor(rotation, dtype=torch.float64),
-            "flipped": torch.tensor(flipped),
-            "keypoints": torch.from_numpy(record.keypoints.astype(np.float64)),
-            "index": torch.tensor(index),
-            "image_id": torch.tensor(-1 if record.image_id is None else int(record.image_id)),
-            "score": torch.tensor(float(record.score), dtype=torch.float64),
-            "ok": torch.tensor(ok),
-        }
+        sample = pack_sample(image_tensor, targets, weights, record, center, scale, rotation, flipped, index, ok)
         laps.lap("pack")
         return sample

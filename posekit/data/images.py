@@ -267,6 +267,16 @@ def image_size_wh(path: PathLike) -> Optional[SizeWH]:
     return image_header(path)[1]
 
 
+def stored_size_wh(path: PathLike) -> SizeWH:
+    """(width, height) of an image file: from its header where posekit reads it, otherwise (another format, a
+    damaged header) by decoding it, whose errors name the file."""
+    size = image_size_wh(path)
+    if size is not None:
+        return size
+    height, width = read_image(path, rgb=False).shape[:2]
+    return width, height
+
+
 # --------------------------------------------------------------------------------------------- decoding
 
 def _check_size(size: Optional[SizeWH], kind: Optional[str], max_pixels: int, source: str) -> None:

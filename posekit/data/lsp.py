@@ -29,7 +29,7 @@ import numpy as np
 import scipy.io
 
 from ..errors import DataError
-from .images import image_header, image_size_wh, read_image
+from .images import stored_size_wh
 from .records import NOT_LABELLED, OCCLUDED, VISIBLE, PersonRecord
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -50,21 +50,6 @@ class _Format:
 
 _LSP = _Format("LSP", (3, NUM_LSP_JOINTS), "im{:04d}.jpg", re.compile(r"im\d{4}\.jpg"))
 _LSPET = _Format("LSPET", (NUM_LSP_JOINTS, 3), "im{:05d}.jpg", re.compile(r"im\d{5}\.jpg"))
-
-
-def _jpeg_size_wh(path: str) -> Optional[Tuple[int, int]]:
-    """(width, height) from a JPEG's frame header, or None when the file is not a JPEG we can parse."""
-    kind, size = image_header(path)
-    return size if kind == "JPEG" else None
-
-
-def _image_size_wh(path: str) -> Tuple[int, int]:
-    size = image_size_wh(path)
-    if size is not None:
-        return size
-    # A format whose header posekit does not read, or a damaged header: decode it (errors name the file).
-    height, width = read_image(path, rgb=False).shape[:2]
-    return width, height
 
 
 def _load_joints(mat_path: str, spec: _Format) -> np.ndarray:
@@ -156,7 +141,7 @@ def _to_records(
                 keypoints=keypoints[i].copy(),
                 box=boxes[i].copy() if any_labelled[i] else None,
                 image_id=number,
-                image_size=_image_size_wh(path) if image_sizes else None,
+                image_size=stored_size_wh(path) if image_sizes else None,
             )
         )
     return records

@@ -41,7 +41,7 @@ from ..codecs.megvii import MegviiHeatmap, _tap_indices, separable_blur
 from ..codecs.torch7 import Torch7Gaussian
 from ..config import Config, apply_overrides, load_config
 from ..errors import ConfigError, DataError
-from .dataset import TopDownDataset, collate_samples, jpeg_size_wh, read_file_bytes
+from .dataset import TopDownDataset, collate_samples, jpeg_size_wh, pack_sample, read_file_bytes
 from .images import read_image
 from .records import PersonRecord
 from .transforms import affine_points, flip_keypoints, get_affine_transform, warp_image
@@ -340,20 +340,7 @@ class ReferenceDataset(Dataset):
             targets.append(torch.from_numpy(heatmap))
             weights.append(torch.from_numpy(weight))
         lap("targets")
-        sample = {
-            "image": torch.from_numpy(image_tensor),
-            "targets": targets,
-            "target_weights": weights,
-            "center": torch.from_numpy(center.astype(np.float64)),
-            "scale": torch.from_numpy(np.asarray(scale, dtype=np.float64)),
-            "rotation": torch.tensor(rotation, dtype=torch.float64),
-            "flipped": torch.tensor(flipped),
-            "keypoints": torch.from_numpy(record.keypoints.astype(np.float64)),
-            "index": torch.tensor(index),
-            "image_id": torch.tensor(-1 if record.image_id is None else int(record.image_id)),
-            "score": torch.tensor(float(record.score), dtype=torch.float64),
-            "ok": torch.tensor(ok),
-        }
+        sample = pack_sample(image_tensor, targets, weights, record, center, scale, rotation, flipped, index, ok)
         lap("pack")
         return sample
 
