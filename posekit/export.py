@@ -647,7 +647,7 @@ def inference_model(model: nn.Module, backend: str, input_hw: Optional[Tuple[int
     - ``torch-channels-last``: channels-last memory layout, fp32;
     - ``torch-folded``: BatchNorm folded into the convs + channels-last, fp32 (exact to float rounding);
     - ``torch-bf16``: ``torch-folded`` under bf16 autocast (fast where the CPU has bf16; not exact);
-    - ``onnxruntime``: exported to ``onnx_path`` (default: a temporary file) at ``input_hw`` and run by ONNX Runtime
+    - ``onnxruntime``: exported to ``onnx_path`` (default: a temporary file, removed once loaded) at ``input_hw`` and run by ONNX Runtime
       with ``threads`` threads (default torch's).
     """
     if backend == "torch":
@@ -660,9 +660,9 @@ def inference_model(model: nn.Module, backend: str, input_hw: Optional[Tuple[int
         if input_hw is None:
             raise ValueError("the onnxruntime backend needs input_hw (the exported input size)")
         if onnx_path is None:
-            handle, name = tempfile.mkstemp(prefix=f"posekit-{_model_name(model)}-", suffix=".onnx")
-            os.close(handle)
-            onnx_path = name
+            # The session holds the graph in memory: the file need not outlive this call.
+            with tempfile.TemporaryDirectory(prefix="posekit-onnx-") as folder:
+                return inference_model(model, backend, input_hw, Path(folder) / f"{_model_name(model)}.onnx", threads)
         export_onnx(model, onnx_path, input_hw, verify=False)
         return OnnxHeatmapModel(onnx_path, input_hw=input_hw, threads=threads)
     raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")

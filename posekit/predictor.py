@@ -30,7 +30,6 @@ from __future__ import annotations
 import copy
 import itertools
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
@@ -221,14 +220,9 @@ class PosePredictor:
         model = build_model(cfg, load=False)
         load_weights(model, cfg.model.weights)
         model.eval()
-        if backend == "onnxruntime":
-            # The session holds the graph in memory, so the exported file need not outlive this call.
-            with tempfile.TemporaryDirectory(prefix="posekit-onnx-") as folder:
-                model = inference_model(model, backend, cfg.input_hw, onnx_path=Path(folder) / "model.onnx")
-            device = "cpu"
-        elif backend != "torch":
+        if backend != "torch":
             model = inference_model(model, backend, cfg.input_hw)
-        return cls(model, cfg, device=device, flip_test=flip_test)
+        return cls(model, cfg, device="cpu" if backend == "onnxruntime" else device, flip_test=flip_test)
 
     # ------------------------------------------------------------------------------------------ prediction
     def __call__(self, image: ImageLike, boxes: BoxesLike = None) -> List[Pose]:
