@@ -591,10 +591,17 @@ def _append_jsonl(path: Path, entry: Dict[str, Any]) -> None:
 
 def _to_device(batch: Dict[str, Any], device: torch.device) -> Tuple[torch.Tensor, List[torch.Tensor], List[torch.Tensor]]:
     nb = device.type == "cuda"
+    moved: Dict[int, torch.Tensor] = {}
+
+    def once(tensors: List[torch.Tensor]) -> List[torch.Tensor]:
+        # Outputs with identical targets share one tensor in the batch (collate_samples): copy it once.
+        for t in tensors:
+            if id(t) not in moved:
+                moved[id(t)] = t.to(device, non_blocking=nb)
+        return [moved[id(t)] for t in tensors]
+
     images = batch["image"].to(device, non_blocking=nb)
-    targets = [t.to(device, non_blocking=nb) for t in batch["targets"]]
-    weights = [w.to(device, non_blocking=nb) for w in batch["target_weights"]]
-    return images, targets, weights
+    return images, once(batch["targets"]), once(batch["target_weights"])
 
 
 def _check_train_config(cfg: Config) -> None:
