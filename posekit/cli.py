@@ -36,22 +36,30 @@ def cmd_train(args: argparse.Namespace) -> int:
             val = load_records(cfg, "val")
         except PosekitError as exc:
             print(f"no periodic evaluation: {exc}")
-    result = train(cfg, resume=args.resume, progress=not args.no_progress, val_records=val)
+    def plot_curve(entry: dict) -> None:
+        # The whole history (metrics.jsonl, rewritten on --resume), so a resumed run's curve has every epoch.
+        from .viz import plot_learning_curve
+
+        metrics_file = Path(cfg.output_dir) / "metrics.jsonl"
+        history = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+        plot_learning_curve(history, Path(cfg.output_dir) / "learning_curve.png", title=cfg.model.name)
+
+    result = train(cfg, resume=args.resume, progress=not args.no_progress, val_records=val, on_epoch_end=plot_curve)
     if os.environ.get("RANK", "0") == "0":      # under torchrun only rank 0 reports
         print(f"trained {result.steps} steps; checkpoint: {result.checkpoint}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .config import load_config
     from .engine import build_model, evaluate_model, load_records, select_device
+    from .models.pretrained import load_config_or_pretrained
 
     overrides = list(args.set)
     if args.weights:
         overrides.append(f"model.weights={args.weights}")
     if args.det_file:
         overrides += [f"test.det_file={args.det_file}", "test.use_gt_bbox=false"]
-    cfg = load_config(args.config, overrides)
+    cfg = load_config_or_pretrained(args.config, overrides)
     if args.output_dir:
         cfg.output_dir = args.output_dir
     if not cfg.model.weights:
@@ -109,6 +117,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .flops import model_summary
     from .models import list_models
 
+    if args.pretrained:
+        from .models.pretrained import PRETRAINED
+
+        for entry in PRETRAINED.values():
+            print(f"{entry.name}  {entry.summary}")
+        return 0
     if args.card:
         from .checkpoints import atomic_write_bytes
         from .modelcard import model_card
@@ -151,13 +165,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .checkpoints import atomic_write_bytes
     from .config import load_config
     from .metrics import write_coco_results
+    from .models.pretrained import DEFAULT_PRETRAINED, load_config_or_pretrained
     from .predictor import PosePredictor, detections_by_file_name, find_inputs
     from .viz import save_image
 
-    cfg = load_config(args.config, args.set)
-    images, videos = find_inputs(args.images)
+    config, inputs = _predict_config_and_inputs(args.inputs)
+    if not inputs:
+        raise PosekitError(f"no input: give images, folders or videos after {config}")
+    if config is None:
+        if args.weights:
+            raise PosekitError("--weights needs a CONFIG (posekit predict CONFIG INPUT... --weights FILE)")
+        config = DEFAULT_PRETRAINED
+    cfg = load_config_or_pretrained(config, args.set)
+    images, videos = find_inputs(inputs)
     if not images and not videos:
-        raise PosekitError(f"no image or video files ({', '.join(args.images)})")
+        raise PosekitError(f"no image or video files ({', '.join(inputs)})")
     track = args.track or args.smooth
     if videos and args.det_file and args.ann:
         raise PosekitError("--ann names the images of --det-file; for a video, the detections' image_id is the "
@@ -280,6 +302,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(result.summary())
             print(f"wrote {result.codec_note}, {result.frames_dir}{os.sep} ({result.frames} JSON), {result.results}")
     return 0
+
+
+def _predict_config_and_inputs(positionals: List[str]) -> tuple:
+    """(config or None, inputs): the first positional is a config when it is a YAML file or a shipped model's
+    name; otherwise every positional is an input and the default shipped model predicts."""
+    from .models.pretrained import PRETRAINED
+
+    first = positionals[0]
+    if first.lower().endswith((".yaml", ".yml")) or (first in PRETRAINED and not Path(first).exists()):
+        return first, positionals[1:]
+    return None, positionals
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -423,9 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="poses in images or videos (each whole image/frame as one person, or boxes "
                                        "from detections); --track follows people through a video")
-    p.add_argument("config")
-    p.add_argument("images", nargs="+", metavar="INPUT",
-                   help="image files, video files (OpenCV: .mp4, .avi, ...) and/or folders of them")
+    p.add_argument("inputs", nargs="+", metavar="[CONFIG] INPUT",
+                   help="optionally first a config (YAML file, or a shipped model's name; default: the shipped "
+                        "model, posekit info --pretrained), then image files, video files (OpenCV: .mp4, .avi, ...) "
+                        "and/or folders of them")
     p.add_argument("--weights", default=None, help="posekit .safetensors or an official .pth (default: model.weights)")
     p.add_argument("--det-file", default=None, help="COCO detection results JSON: one pose per person box "
                    "(for a video: image_id = the 0-based frame index)")
@@ -442,9 +476,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beta", type=float, default=0.01, help="One-Euro speed coefficient (higher: less lag in motion)")
     p.add_argument("--d-cutoff", type=float, default=1.0, help="One-Euro cutoff of the speed estimate, Hz")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--backend", default="torch", choices=["torch", "torch-channels-last", "torch-folded", "torch-bf16",
-                                                          "onnxruntime"],
-                   help="inference backend (docs/benchmarks.md); an .onnx --weights file always runs on onnxruntime")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "torch-channels-last", "torch-folded",
+                                                         "torch-bf16", "onnxruntime"],
+                   help="inference backend (docs/benchmarks.md); auto: the fastest exact one here; an .onnx "
+                        "--weights file always runs on onnxruntime")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_predict)
@@ -454,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=_parse_hw, default=None, help="input size HxW (default 256x192)")
     p.add_argument("--num-keypoints", type=int, default=17)
     p.add_argument("--bench", action="store_true", help="also time a CPU forward at batch 1 and 8")
+    p.add_argument("--pretrained", action="store_true", help="list the trained models shipped in the package")
     p.add_argument("--card", default=None, metavar="FILE", help="write the model card (every model, Markdown) to FILE")
     p.add_argument("--configs", default="configs", help="config folder whose recipes go into the model card")
     p.set_defaults(func=cmd_info)

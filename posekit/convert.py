@@ -41,6 +41,7 @@ needs a global (a class, a function) is still refused.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -81,14 +82,17 @@ MMPOSE_REFUSALS = {
 }
 
 # MMEngine and the numpy it ran with pickle dataset metadata as numpy arrays; numpy 1.x wrote them under
-# numpy.core, numpy 2.x under numpy._core.
-_NUMPY_CORE = getattr(np, "_core", None) or np.core
+# numpy.core, numpy 2.x under numpy._core, and either file may meet either numpy: both names are allowed.
+# The functions come from the installed numpy's own module: numpy 1.26's numpy._core is a stub without
+# multiarray as an attribute, numpy 2's numpy.core a deprecated alias.
+_NUMPY_MULTIARRAY = "numpy._core.multiarray" if int(np.__version__.split(".")[0]) >= 2 else "numpy.core.multiarray"
 
 
 def _numpy_safe_globals() -> List[Any]:
+    multiarray = importlib.import_module(_NUMPY_MULTIARRAY)
     entries: List[Any] = [np.ndarray, np.dtype]
     for name in ("_reconstruct", "scalar"):
-        function = getattr(_NUMPY_CORE.multiarray, name)
+        function = getattr(multiarray, name)
         entries += [(function, f"numpy.core.multiarray.{name}"), (function, f"numpy._core.multiarray.{name}")]
     dtypes = getattr(np, "dtypes", None)
     if dtypes is not None:

@@ -39,6 +39,7 @@ from .checkpoints import (atomic_path, compare_state_dicts, fsync_dir, load_weig
 from .codecs import OutputSpec, build_codec
 from .config import Config
 from .data.dataset import TopDownDataset, collate_samples
+from .data.lsp import LSP_TRAIN_COUNT
 from .data.records import PersonRecord, attach_others
 from .errors import CheckpointError, ConfigError, DataError
 from .inference import check_test_scales, crop_center_on_heatmap, decode_to_image, predict_heatmaps_multiscale
@@ -194,7 +195,8 @@ def output_specs(model: nn.Module, cfg: Config) -> List[OutputSpec]:
 
 
 def build_codecs(specs: Sequence[OutputSpec], cfg: Config) -> List[Any]:
-    return [build_codec(s, cfg.input_hw, post_process=cfg.test.post_process, blur_kernel=cfg.test.blur_kernel)
+    return [build_codec(s, cfg.input_hw, post_process=cfg.test.post_process, blur_kernel=cfg.test.blur_kernel,
+                        decoding=cfg.test.decode)
             for s in specs]
 
 
@@ -257,9 +259,18 @@ def load_records(cfg: Config, split: str) -> List[PersonRecord]:
     elif data.format == "lsp":
         from .data.lsp import lsp_standard_split
 
+        holdout = _lsp_holdout(data)
+        use_holdout = not train and data.val_split == "holdout"
         # The training half alone is usable where only LSP images 1-1000 are present (as in ../shared/data).
-        train_records, test_records = lsp_standard_split(data.root, data.extra_root, require_test=not train)
-        records = train_records if train else test_records
+        train_records, test_records = lsp_standard_split(data.root, data.extra_root,
+                                                         require_test=not train and not use_holdout)
+        lsp_ids = set(range(holdout[0], holdout[1] + 1)) if holdout else set()
+        # LSP's own records come first and carry their image number; LSPET's follow (never held out).
+        held = [r for r in train_records[:LSP_TRAIN_COUNT] if r.image_id in lsp_ids]
+        if train:
+            records = [r for i, r in enumerate(train_records) if i >= LSP_TRAIN_COUNT or r.image_id not in lsp_ids]
+        else:
+            records = held if use_holdout else test_records
     else:
         raise ConfigError(f"data.format must be coco, mpii, flic, lsp, synthetic, crowdpose, ochuman, aic or posetrack, "
                           f"got {data.format!r}", "data.format")
@@ -278,6 +289,30 @@ def load_records(cfg: Config, split: str) -> List[PersonRecord]:
             raise ConfigError(f"the data has {r.keypoints.shape[0]} keypoints but model.num_keypoints is "
                               f"{cfg.model.num_keypoints}", "model.num_keypoints")
     return records
+
+
+def _primary_metric(cfg: Config, metrics: Dict[str, Any]) -> Optional[float]:
+    """The number that ranks evaluations of cfg.test.metric (PCK mean, PCKh mean, COCO AP); None if absent."""
+    key = {"pck": "pck", "pckh": "Mean", "coco": "AP"}.get(cfg.test.metric)
+    value = metrics.get(key) if key else None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+VAL_SPLITS = ("test", "holdout")
+
+
+def _lsp_holdout(data: Any) -> Optional[Tuple[int, int]]:
+    """data.holdout checked: None, or (first, last) LSP image numbers within the training half."""
+    if data.val_split not in VAL_SPLITS:
+        raise ConfigError(f"data.val_split must be {' or '.join(VAL_SPLITS)}, got {data.val_split!r}", "data.val_split")
+    if data.holdout is None:
+        if data.val_split == "holdout":
+            raise ConfigError("data.val_split is holdout but data.holdout is not set", "data.holdout")
+        return None
+    if len(data.holdout) != 2 or not 1 <= data.holdout[0] <= data.holdout[1] <= LSP_TRAIN_COUNT:
+        raise ConfigError(f"data.holdout must be [first, last] LSP image numbers within 1-{LSP_TRAIN_COUNT}, "
+                          f"got {data.holdout}", "data.holdout")
+    return int(data.holdout[0]), int(data.holdout[1])
 
 
 def make_dataset(cfg: Config, records: Sequence[PersonRecord], codecs: Sequence[Any], train: bool,
@@ -727,6 +762,8 @@ def _train(cfg: Config, dist_info: DistInfo, device: torch.device, resume: bool,
     batches_per_epoch = steps_per_epoch * acc
     sampler = EpochSampler(len(dataset), t.seed, rank=dist_info.rank, world_size=world)
     model.to(device)
+    memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
     if t.sync_bn and dist_info.enabled:
         if device.type != "cuda":
             raise ConfigError("train.sync_bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU version)", "train.sync_bn")
@@ -740,6 +777,7 @@ def _train(cfg: Config, dist_info: DistInfo, device: torch.device, resume: bool,
     step, epoch, batch_in_epoch = 0, 0, 0
     history: List[Dict[str, Any]] = []
     unreadable, seen = 0, 0
+    epoch_unreadable = 0    # unreadable samples drawn so far this epoch, all processes
     epoch_loss_sum, epoch_loss_count = 0.0, 0
     if resume_from is not None:
         assert state is not None
@@ -761,6 +799,7 @@ def _train(cfg: Config, dist_info: DistInfo, device: torch.device, resume: bool,
         batch_in_epoch = _resume_position(state, cfg, world, say)
         history = json.loads(state["history"])
         unreadable, seen = int(state["unreadable"]), int(state["seen"])
+        epoch_unreadable = int(state.get("epoch_unreadable", 0))
         epoch_loss_sum, epoch_loss_count = float(state.get("epoch_loss_sum", 0.0)), int(state.get("epoch_loss_count", 0))
         say(f"resumed from {resume_from} (step {step}, epoch {epoch}, batch {batch_in_epoch})")
         if main:
@@ -793,6 +832,7 @@ def _train(cfg: Config, dist_info: DistInfo, device: torch.device, resume: bool,
                  "rng": rng_ranks[0], "rng_ranks": rng_ranks, "step": step, "epoch": epoch,
                  "batch_in_epoch": batch_in_epoch, "world_size": world, "batch_size": t.batch_size,
                  "accumulate_steps": acc, "history": json.dumps(history), "unreadable": unreadable, "seen": seen,
+                 "epoch_unreadable": epoch_unreadable,
                  "epoch_loss_sum": epoch_loss_sum, "epoch_loss_count": epoch_loss_count}
         if ema is not None:
             state["model"], state["ema"] = _cpu_state(model), _cpu_state(ema.module)
@@ -820,16 +860,21 @@ def _train(cfg: Config, dist_info: DistInfo, device: torch.device, resume: bool,
         group_loss = torch.zeros((), device=device)
         group_seen, group_unreadable, group_indices = 0, 0, []
         for batch in loader:
-            images, targets, weights = _to_device(batch, device)
             last_of_group = (batch_in_epoch + 1) % acc == 0
-            # Gradients of the first batches of a group stay local; the last backward all-reduces their sum.
-            sync = net.no_sync() if dist_info.enabled and not last_of_group else contextlib.nullcontext()
-            with sync:
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_enabled):
-                    preds = net(images)
-                loss, _ = total_loss(specs, preds, targets, weights)
-                scaler.scale(loss / acc).backward()
-            group_loss += loss.detach().float()
+            # A batch of unreadable images only (zeros, zero target weight) has no gradient, and its forward would
+            # pull the BatchNorm running statistics towards zero images: a single process skips it. DDP processes
+            # must all run theirs (the forward and the backward are collective).
+            if dist_info.enabled or bool(batch["ok"].any()):
+                images, targets, weights = _to_device(batch, device)
+                images = images.contiguous(memory_format=memory_format)
+                # Gradients of the first batches of a group stay local; the last backward all-reduces their sum.
+                sync = net.no_sync() if dist_info.enabled and not last_of_group else contextlib.nullcontext()
+                with sync:
+                    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_enabled):
+                        preds = net(images)
+                    loss, _ = total_loss(specs, preds, targets, weights)
+                    scaler.scale(loss / acc).backward()
+                group_loss += loss.detach().float()
             group_seen += len(batch["ok"])
             group_unreadable += int((~batch["ok"]).sum())
             group_indices += batch["index"].tolist()
@@ -846,9 +891,24 @@ def _train(cfg: Config, dist_info: DistInfo, device: torch.device, resume: bool,
             mean_loss /= world
             seen += int(group_seen_all)
             unreadable += int(group_unreadable_all)
-            if unreadable and seen >= 100 and unreadable > t.max_unreadable_fraction * seen:
-                raise DataError(f"{unreadable} of {seen} training images could not be read "
+            epoch_unreadable += int(group_unreadable_all)
+            # A sample is drawn at most once an epoch, so this epoch's count is a lower bound on the unreadable
+            # share of the training set: the moment it is over the limit, the run stops, whatever the rest holds.
+            if epoch_unreadable > t.max_unreadable_fraction * len(dataset):
+                raise DataError(f"{epoch_unreadable} of the {len(dataset)} training samples could not be read "
                                 f"(over {t.max_unreadable_fraction:.0%}); stopping", cfg.data.root)
+            if group_unreadable_all >= group_seen_all:
+                # Not one readable image in the group: no step (momentum and weight decay would still move the
+                # weights, and the schedule would advance), no loss logged, no checkpoint.
+                optimizer.zero_grad(set_to_none=True)
+                group_loss = torch.zeros((), device=device)
+                group_seen, group_unreadable, group_indices = 0, 0, []
+                if stop > 0:
+                    stopped_early = batch_in_epoch < batches_per_epoch
+                    break
+                if batch_in_epoch >= batches_per_epoch:
+                    break
+                continue
             if not math.isfinite(mean_loss):
                 raise FloatingPointError(f"loss became {mean_loss} at step {step}; lower train.lr or check the data")
             if t.grad_clip > 0:
@@ -885,6 +945,7 @@ def _train(cfg: Config, dist_info: DistInfo, device: torch.device, resume: bool,
         if batch_in_epoch >= batches_per_epoch:
             epoch += 1
             batch_in_epoch = 0
+            epoch_unreadable = 0
         entry: Dict[str, Any] = {"epoch": epoch, "epochs_done": round(step / steps_per_epoch, 3), "step": step,
                                  "loss": epoch_loss_sum / max(epoch_loss_count, 1),
                                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - epoch_start, 2),
@@ -897,6 +958,13 @@ def _train(cfg: Config, dist_info: DistInfo, device: torch.device, resume: bool,
             _broadcast_buffers(evaluated)
             metrics = evaluate_model(cfg, evaluated, val_records, progress=False, write=False)
             entry.update({k: v for k, v in metrics.items() if k in ("pck", "Mean", "Mean@0.1") or k in COCO_STAT_NAMES})
+            score = _primary_metric(cfg, metrics)
+            if main and score is not None and score > max((_primary_metric(cfg, h) or -1.0 for h in history), default=-1.0):
+                # The best weights so far, kept apart from the rolling checkpoints (a time limit or a late
+                # decline must not lose them).
+                save_weights(evaluated, out / "best" / WEIGHTS_FILE, metadata={**metadata, "epoch": str(epoch),
+                                                                               "val_metric": f"{score:.6g}"})
+                entry["best"] = True
         history.append(entry)
         if main:
             _append_jsonl(out / "metrics.jsonl", entry)

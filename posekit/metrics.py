@@ -446,6 +446,8 @@ class CocoStats(dict):
 def _load_coco_ground_truth(ann_file: Union[str, PathLike]):
     from pycocotools.coco import COCO
 
+    from .data.coco import check_coco_people
+
     dataset = read_json(ann_file, "annotation file")
     if not isinstance(dataset, dict):
         raise DataError("a COCO annotation file must hold an object", ann_file)
@@ -457,6 +459,8 @@ def _load_coco_ground_truth(ann_file: Union[str, PathLike]):
         for key in ("image_id", "category_id", "keypoints", "num_keypoints", "area", "bbox"):
             if not isinstance(ann, dict) or key not in ann:
                 raise DataError(f"annotation {i} has no {key!r} (not a keypoint annotation file?)", ann_file)
+    # The readers' own validation (strings, NaN, boxes, lengths ...): what training refuses is never scored.
+    check_coco_people(dataset, ann_file, required=("num_keypoints", "area"))
     coco = COCO()
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):

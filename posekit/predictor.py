@@ -185,6 +185,7 @@ class PosePredictor:
         # so the crops are cut here with the functions its __getitem__ uses.
         self._dataset = make_dataset(cfg, [], [], train=False, model=model)
         self._no_keypoints = np.zeros((self.skeleton.num_keypoints, 3), dtype=np.float64)
+        self.backend = "torch" if isinstance(model, nn.Module) else type(model).__name__   # from_config names it
         self.skipped_boxes = 0
         self.skipped_per_image: List[int] = []
         self.unreadable: List[Tuple[int, DataError]] = []
@@ -197,32 +198,49 @@ class PosePredictor:
         ``weights`` may be a posekit/official checkpoint or an ONNX file from ``posekit export`` (run by ONNX
         Runtime). ``backend`` (see :func:`posekit.export.inference_model`): ``torch`` (plain eager fp32),
         ``torch-channels-last``, ``torch-folded`` (BatchNorm folded, exact), ``torch-bf16`` (not exact) or
-        ``onnxruntime`` (the checkpoint is exported to ONNX in a temporary folder and run by ONNX Runtime).
+        ``onnxruntime`` (the checkpoint is exported to ONNX in a temporary folder and run by ONNX Runtime), or
+        ``auto``: the fastest exact one for the device (:func:`posekit.export.auto_backend`).
         """
         from .checkpoints import load_weights
-        from .engine import build_model
-        from .export import BACKENDS, OnnxHeatmapModel, inference_model
+        from .engine import build_model, select_device
+        from .export import BACKENDS, OnnxHeatmapModel, auto_backend, inference_model
 
-        if backend not in BACKENDS:
-            raise ConfigError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}", "backend")
+        if backend not in BACKENDS and backend != "auto":
+            raise ConfigError(f"unknown backend {backend!r}; known: auto, {', '.join(BACKENDS)}", "backend")
         cfg = copy.deepcopy(config) if isinstance(config, Config) else load_config(config)
         weights = weights or cfg.model.weights
         if not weights:
             raise ConfigError("no weights given and model.weights is not set", "model.weights")
         cfg.model.weights = os.fspath(weights)
+        if backend == "auto":
+            backend = "onnxruntime" if cfg.model.weights.lower().endswith(".onnx") else auto_backend(select_device(device))
         if cfg.model.weights.lower().endswith(".onnx"):
             if backend not in ("torch", "onnxruntime"):
                 raise ConfigError(f"an ONNX file runs on the onnxruntime backend, not {backend!r}", "backend")
             onnx_model = OnnxHeatmapModel(cfg.model.weights, input_hw=cfg.input_hw,
                                           num_keypoints=cfg.model.num_keypoints)
-            return cls(onnx_model, cfg, device="cpu", flip_test=flip_test)
+            predictor = cls(onnx_model, cfg, device="cpu", flip_test=flip_test)
+            predictor.backend = "onnxruntime"
+            return predictor
         # The whole model comes from the weights file: a backbone-only file (model.pretrained) is not needed.
         model = build_model(cfg, load=False)
         load_weights(model, cfg.model.weights)
         model.eval()
         if backend != "torch":
             model = inference_model(model, backend, cfg.input_hw)
-        return cls(model, cfg, device="cpu" if backend == "onnxruntime" else device, flip_test=flip_test)
+        predictor = cls(model, cfg, device="cpu" if backend == "onnxruntime" else device, flip_test=flip_test)
+        predictor.backend = backend
+        return predictor
+
+    @classmethod
+    def from_pretrained(cls, name: Optional[str] = None, device: str = "auto", flip_test: Optional[bool] = None,
+                        backend: str = "auto") -> "PosePredictor":
+        """A predictor for a model shipped in the package (default: the default one, ``posekit info --pretrained``);
+        its config and weights come from the package, the weights checked against their SHA-256."""
+        from .models.pretrained import DEFAULT_PRETRAINED, pretrained_config
+
+        return cls.from_config(pretrained_config(name or DEFAULT_PRETRAINED), device=device, flip_test=flip_test,
+                               backend=backend)
 
     # ------------------------------------------------------------------------------------------ prediction
     def __call__(self, image: ImageLike, boxes: BoxesLike = None) -> List[Pose]:

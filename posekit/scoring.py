@@ -39,6 +39,10 @@ MPII_ABBREVIATIONS: Tuple[str, ...] = ("rank", "rkne", "rhip", "lhip", "lkne", "
 # CPM's 14 MPII parts (spec 2.8): MPII without pelvis and thorax.
 MPII_WITHOUT_PELVIS_THORAX: Tuple[int, ...] = (0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15)
 MPII_SC_BIAS = metrics.PCKH_SC_BIAS
+# The joints of the CPM release's FLIC prediction_all (run_benchmark.m: examples.mat's 11 parts less the eyes),
+# observer-centric like posekit's FLIC ground truth.
+CPM_FLIC_JOINTS: Tuple[str, ...] = ("l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist", "l_hip",
+                                    "r_hip", "nose")
 
 # Summary columns of the PCK tables: a name and the joints whose PCK values are averaged.
 # LSP: the columns of the papers' LSP tables; posekit's Head averages neck and head top.
@@ -123,6 +127,7 @@ class PredictionFile:
     layout: str
     one_based: bool                 # the convention of the file type (Matlab / Lua files: 1-based)
     joint_names: Optional[List[str]] = None
+    names_from: str = "'output_joints'"     # where joint_names come from, for messages
 
 
 # ----------------------------------------------------------------------------------------------
@@ -500,7 +505,8 @@ def read_predictions(path: PathLike) -> PredictionFile:
         return PredictionFile(path, coords, layout, one_based=False)
     if suffix == ".mat":
         coords, layout, names = _mat_predictions(path)
-        return PredictionFile(path, coords, layout, one_based=True, joint_names=names)
+        names_from = "the CPM FLIC layout" if "prediction_all" in layout else "'output_joints'"
+        return PredictionFile(path, coords, layout, one_based=True, joint_names=names, names_from=names_from)
     if suffix in (".h5", ".hdf5"):
         coords, layout = _h5_predictions(path)
         return PredictionFile(path, coords, layout, one_based=True)
@@ -558,7 +564,8 @@ def _numpy_predictions(path: str, suffix: str) -> Tuple[np.ndarray, str]:
 
 
 def _mat_predictions(path: str) -> Tuple[np.ndarray, str, Optional[List[str]]]:
-    mat = _loadmat(path, "a predictions .mat", wanted=("preds", "pos_pred_src", "keypointsAll", "joints"))
+    mat = _loadmat(path, "a predictions .mat",
+                   wanted=("preds", "pos_pred_src", "prediction_all", "keypointsAll", "joints"))
 
     def numeric(name: str) -> np.ndarray:
         array = np.asarray(mat[name])
@@ -575,6 +582,17 @@ def _mat_predictions(path: str) -> Tuple[np.ndarray, str, Optional[List[str]]]:
         if array.ndim != 3 or array.shape[1] != 2:
             raise DataError(f"'pos_pred_src' has shape {' x '.join(map(str, array.shape))}, expected K x 2 x N", path)
         return _people_joints_xy(array.transpose(2, 0, 1), path, "'pos_pred_src'"), ".mat 'pos_pred_src' (K x 2 x N)", None
+    if "prediction_all" in mat:
+        # The CPM release's benchmark files (testing/src/run_benchmark.m): K x 2 x N, Matlab pixels, LSP's 14
+        # joints in LSP order or FLIC's 9 (its 11 less the eyes).
+        array = numeric("prediction_all")
+        if array.ndim == 2:
+            array = array[:, :, None]
+        if array.ndim != 3 or array.shape[1] != 2:
+            raise DataError(f"'prediction_all' has shape {' x '.join(map(str, array.shape))}, expected K x 2 x N", path)
+        coords = _people_joints_xy(array.transpose(2, 0, 1), path, "'prediction_all'")
+        names = list(CPM_FLIC_JOINTS) if coords.shape[1] == len(CPM_FLIC_JOINTS) else None
+        return coords, ".mat 'prediction_all' (K x 2 x N, the CPM release)", names
     if "keypointsAll" in mat:
         cells = np.asarray(mat["keypointsAll"]).reshape(-1)
         people = []
@@ -600,7 +618,7 @@ def _mat_predictions(path: str) -> Tuple[np.ndarray, str, Optional[List[str]]]:
             return _people_joints_xy(array.transpose(2, 0, 1), path, "'joints'"), ".mat 'joints' (LSPET layout, K x 2/3 x N)", None
         raise DataError(f"'joints' has shape {' x '.join(map(str, array.shape))}, expected 2/3 x K x N or K x 2/3 x N", path)
     raise DataError("no predictions in this .mat: expected 'preds' (N x K x 2), 'pos_pred_src' (K x 2 x N), "
-                    f"'keypointsAll' or 'joints' (keys: {_mat_keys(mat)})", path)
+                    f"'prediction_all' (K x 2 x N), 'keypointsAll' or 'joints' (keys: {_mat_keys(mat)})", path)
 
 
 def _h5_predictions(path: str) -> Tuple[np.ndarray, str]:
@@ -746,15 +764,15 @@ def _joint_columns(pf: PredictionFile, gt: GroundTruth, joint_ids: Optional[Sequ
     skeleton, stored = gt.skeleton, pf.coords.shape[1]
     if pf.joint_names is not None:
         if joint_ids is not None:
-            raise ConfigError(f"{pf.path} names its joints ('output_joints'): --joint-ids is not needed")
+            raise ConfigError(f"{pf.path} names its joints ({pf.names_from}): --joint-ids is not needed")
         if len(pf.joint_names) != stored:
-            raise DataError(f"'output_joints' names {len(pf.joint_names)} joints, the predictions hold {stored}", pf.path)
+            raise DataError(f"{pf.names_from} names {len(pf.joint_names)} joints, the predictions hold {stored}", pf.path)
         if gt.protocol == "mpii":
             columns = [_mpii_joint_index(n, pf.path, "output_joints") for n in pf.joint_names]
         else:
             unknown = [n for n in pf.joint_names if n not in skeleton.keypoints]
             if unknown:
-                raise DataError(f"'output_joints' names {unknown[0]!r}, not a {skeleton.name.upper()} joint "
+                raise DataError(f"{pf.names_from} names {unknown[0]!r}, not a {skeleton.name.upper()} joint "
                                 f"({', '.join(skeleton.keypoints)})", pf.path)
             columns = [skeleton.keypoints.index(n) for n in pf.joint_names]
     elif joint_ids is not None:

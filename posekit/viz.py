@@ -248,6 +248,27 @@ def plot_curves(
     return canvas
 
 
+LEARNING_CURVE_METRICS = {"pck": "PCK", "Mean": "PCKh", "AP": "AP"}
+
+
+def plot_learning_curve(history: Sequence[Dict[str, object]], path: Optional[Union[str, os.PathLike]] = None,
+                        title: str = "") -> np.ndarray:
+    """Training loss (top) and the validation metric in % (bottom: PCK, PCKh or COCO AP, whichever the entries
+    hold) against epochs, from a training history (the entries of metrics.jsonl); written to ``path`` if given."""
+    loss = [(float(e["epochs_done"]), float(e["loss"])) for e in history if "loss" in e and "epochs_done" in e]
+    panels = [plot_curves({"training loss": loss}, title=title, ylabel="loss", size=(300, 640))]
+    for key, label in LEARNING_CURVE_METRICS.items():
+        points = [(float(e["epochs_done"]), 100.0 * float(e[key])) for e in history if key in e]
+        if points:
+            panels.append(plot_curves({f"validation {label}": points}, xlabel="epoch", ylabel=f"{label} (%)",
+                                      size=(300, 640)))
+            break
+    canvas = np.concatenate(panels, axis=0)
+    if path is not None:
+        save_image(path, canvas)
+    return canvas
+
+
 def save_image(path: Union[str, os.PathLike], image_rgb: np.ndarray) -> None:
     """Encode by the file extension and write atomically (temporary file + rename). Raises DataError."""
     path = Path(path)

@@ -500,3 +500,52 @@ def test_build_codec_from_spec():
     np.testing.assert_array_equal(codec.stride_xy, [4.0, 4.0])
     with pytest.raises(ValueError, match="unknown target"):
         build_codec(OutputSpec(target="nonsense"), (256, 192))
+
+
+# ------------------------------------------------------------------------------------------------ DARK decoding
+def _gaussian_map(h: int, w: int, cx: float, cy: float, sigma: float) -> np.ndarray:
+    ys, xs = np.mgrid[0:h, 0:w]
+    return np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma ** 2)).astype(np.float32)
+
+
+def test_dark_recovers_a_subpixel_centre_that_the_quarter_offset_cannot():
+    from posekit.codecs import argmax_quarter_offset, dark_decode
+
+    centres = [(10.3, 12.6), (20.45, 7.1), (15.0, 15.0), (6.8, 24.35)]
+    maps = np.stack([_gaussian_map(32, 32, cx, cy, 2.0) for cx, cy in centres])[None]
+    truth = np.array(centres)[None]
+    dark, maxvals = dark_decode(maps, kernel=11)
+    quarter, _ = argmax_quarter_offset(maps)
+    # A Gaussian blurred by a Gaussian stays a Gaussian about the same centre, whose log is a quadratic: one
+    # Newton step lands on it up to the finite-difference error.
+    assert np.abs(dark - truth).max() < 0.02
+    assert np.abs(quarter - truth).max() > 0.15
+    assert np.allclose(maxvals, maps.reshape(1, 4, -1).max(axis=2))
+
+
+def test_dark_keeps_the_argmax_at_the_border_and_for_empty_maps():
+    from posekit.codecs import dark_decode
+
+    maps = np.stack([_gaussian_map(16, 16, 1.2, 8.0, 1.5), np.zeros((16, 16), np.float32)])[None]
+    coords, maxvals = dark_decode(maps, kernel=7)
+    assert coords[0, 0].tolist() == [1.0, 8.0]          # argmax within 2 px of the border: no step
+    assert coords[0, 1].tolist() == [0.0, 0.0] and maxvals[0, 1] == 0.0
+
+
+def test_dark_through_the_codec_and_config():
+    import pytest
+
+    from posekit.codecs import OutputSpec, build_codec
+    from posekit.codecs.gaussian import dark_kernel_for
+    from posekit.errors import ConfigError
+
+    assert dark_kernel_for(2.0) == 11 and dark_kernel_for(3.0) == 17    # DARK's 64x48 and 96x72 settings
+    codec = build_codec(OutputSpec(stride=4, target="gaussian", sigma=2.0), (128, 128), decoding="dark")
+    assert codec.dark_kernel == 11
+    heatmaps = _gaussian_map(32, 32, 10.3, 12.6, 2.0)[None, None]
+    coords, _ = codec.decode(heatmaps)
+    assert np.abs(coords[0, 0] - [41.2, 50.4]).max() < 0.1              # input pixels: x 4
+    with pytest.raises(ConfigError, match="applies to Gaussian heatmaps"):
+        build_codec(OutputSpec(stride=4, target="megvii", kernel=7), (128, 128), decoding="dark")
+    with pytest.raises(ConfigError, match="decoding must be quarter or dark"):
+        build_codec(OutputSpec(stride=4, target="gaussian", sigma=2.0), (128, 128), decoding="soft")

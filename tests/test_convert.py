@@ -234,6 +234,27 @@ def test_mmpose_mspn(tmp_path):
     assert cfg.data.box_padding == 1.25 and cfg.data.box_extension == [0.0, 0.0]
 
 
+@pytest.mark.parametrize("module", ["numpy.core.multiarray", "numpy._core.multiarray"])
+def test_mmengine_metadata_pickled_by_either_numpy_is_read(tmp_path, module):
+    """numpy 1.x pickles arrays under numpy.core, numpy 2 under numpy._core: a checkpoint written by either is read
+    under the numpy installed (both ends of the declared range are tested in CI)."""
+    import io
+
+    from posekit.convert import read_foreign_state_dict
+
+    buffer = io.BytesIO()
+    obj = {"meta": {"dataset_meta": {"sigmas": np.array([0.026, 0.025]), "epoch": np.int64(210)}},
+           "state_dict": {"w": torch.ones(2)}}
+    torch.save(obj, buffer, _use_new_zipfile_serialization=False)   # protocol 2: module names as plain text
+    data = buffer.getvalue()
+    for name in (b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"):
+        data = data.replace(name, module.encode() + b"\n")
+    assert module.encode() in data
+    (tmp_path / "mmengine.pth").write_bytes(data)
+    state = read_foreign_state_dict(tmp_path / "mmengine.pth")
+    assert list(state) == ["w"] and torch.equal(state["w"], torch.ones(2))
+
+
 def test_convert_state_dict_in_memory():
     source = build("hrnet_w16_small", seed=4, **HRNET_SMALL)
     state, report = convert_state_dict(to_mmpose_heatmap(source.state_dict()), "hrnet_w16_small", "mmpose")

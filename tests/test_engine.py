@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,52 @@ def test_too_many_unreadable_images_stop_the_run(synthetic_root, tmp_path):
     images[0].write_bytes(b"")                   # 1 of 192 is tolerated and counted
     result = train(_config(root, tmp_path / "run2", epochs=1), progress=False, log=lambda s: None)
     assert result.history[-1]["unreadable_images"] == 1
+
+
+def _break_images(root: Path, indices) -> None:
+    """Overwrite the training images of the given sample indices with bytes no decoder reads."""
+    records = load_records(_config(root, root / "unused"), "train")
+    for i in indices:
+        Path(records[i].image_path).write_bytes(b"not an image")
+
+
+def test_all_unreadable_data_stops_with_one_line_before_any_step_or_checkpoint(synthetic_root, tmp_path):
+    import shutil
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    _break_images(root, range(192))
+    cfg = _config(root, tmp_path / "run", epochs=1, max_steps=1, checkpoint_every=1)
+    steps = []
+    with pytest.raises(DataError, match="could not be read") as error:
+        train(cfg, progress=False, log=lambda s: None, on_step=steps.append)
+    assert "\n" not in str(error.value) and str(root) in str(error.value)
+    assert steps == [] and not list((tmp_path / "run").glob("checkpoints/step_*"))
+
+
+def test_the_unreadable_limit_fires_as_soon_as_it_is_decidable(synthetic_root, tmp_path):
+    import shutil
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    first_batch = EpochSampler(192, seed=_config(root, tmp_path / "x").train.seed).indices()[:16]
+    _break_images(root, first_batch[:2])       # 2 of 192 > 1 %, known after the first batch
+    steps = []
+    with pytest.raises(DataError, match="2 of the 192 training samples could not be read"):
+        train(_config(root, tmp_path / "run", epochs=1), progress=False, log=lambda s: None, on_step=steps.append)
+    assert steps == []
+
+
+def test_a_batch_without_a_readable_image_takes_no_step(synthetic_root, tmp_path):
+    import shutil
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    cfg = _config(root, tmp_path / "run", epochs=1, batch_size=1, max_steps=3)
+    bad = int(EpochSampler(192, seed=cfg.train.seed).indices()[1])
+    _break_images(root, [bad])                 # 1 of 192: under 1 %, so training goes on without it
+    steps = []
+    result = train(cfg, progress=False, log=lambda s: None, on_step=steps.append)
+    assert result.steps == 3 and [s["step"] for s in steps] == [1, 2, 3]
+    assert all(bad not in s["indices"] for s in steps)
+    assert all(math.isfinite(s["loss"]) and s["loss"] > 0 for s in steps)
 
 
 def test_sampler_is_a_seeded_permutation_that_can_start_mid_epoch():

@@ -237,3 +237,57 @@ def test_two_branch_fusion_by_hand():
         y0, y1 = module([x0, x1])
     torch.testing.assert_close(y0, expect0, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(y1, expect1, rtol=1e-5, atol=1e-5)
+
+
+def _official_forward(module: HighResolutionModule, x):
+    """HRNet's pose_hrnet.py HighResolutionModule.forward as released: every fusion sum out of place."""
+    x = [branch(xi) for branch, xi in zip(module.branches, x)]
+    fused = []
+    for i in range(len(module.fuse_layers)):
+        y = x[0] if i == 0 else module.fuse_layers[i][0](x[0])
+        for j in range(1, module.num_branches):
+            y = y + x[j] if i == j else y + module.fuse_layers[i][j](x[j])
+        fused.append(module.relu(y))
+    return fused
+
+
+def test_fusion_sums_in_place_with_the_official_values_and_gradients_bit_for_bit():
+    import copy
+
+    from torch.overrides import TorchFunctionMode
+
+    torch.manual_seed(3)
+    widths = [4, 8, 16, 32]
+    module = HighResolutionModule(widths, widths, num_blocks=1)          # training mode: BN batch statistics
+    inputs = [torch.randn(2, c, 32 >> k, 24 >> k) for k, c in enumerate(widths)]
+    results = []
+    for forward in (lambda m, x: m(x), _official_forward):
+        m = copy.deepcopy(module)
+        x = [t.clone().requires_grad_() for t in inputs]
+        out = forward(m, x)
+        sum(o.square().sum() * (k + 1) for k, o in enumerate(out)).backward()
+        results.append((out, [t.grad for t in x], [p.grad for p in m.parameters()],
+                        [b.clone() for b in m.buffers()]))
+    for ours, official in zip(*results):
+        assert all(torch.equal(a, b) for a, b in zip(ours, official))
+
+    class CountAdds(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            name = getattr(func, "__name__", "")
+            if "add" in name:
+                self.names.append(name)
+            return func(*args, **(kwargs or {}))
+
+    module.branches = nn.ModuleList([nn.Identity()] * len(widths))       # the exchange unit alone
+    module.eval()
+    kept = [t.clone() for t in inputs]
+    with torch.no_grad(), CountAdds() as counted:
+        module(inputs)
+    assert all(torch.equal(a, b) for a, b in zip(inputs, kept))              # the branch outputs are not written
+    # 4 outputs x 3 sums: one new tensor (branch 0's output is read by every row and stays untouched), 11 in place.
+    out_of_place = [n for n in counted.names if not n.endswith("_") and n != "__iadd__"]
+    assert len(out_of_place) == 1 and len(counted.names) == 12, counted.names

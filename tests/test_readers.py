@@ -324,7 +324,7 @@ def test_lsp_box_and_image_size(shared_data):
 def test_lspet_visibility_conversion(shared_data):
     root = shared_data / "lspet"
     records = read_lspet(root)
-    assert len(records) == 4000
+    assert len(records) == 10000
     assert records[0].image_path == os.path.join(root, "images", "im00001.jpg")
     raw = scipy.io.loadmat(root / "joints.mat")["joints"]   # 14 x 3 x N, flag 1 = visible
     first = records[0]
@@ -334,7 +334,7 @@ def test_lspet_visibility_conversion(shared_data):
 
     v = np.stack([r.keypoints[:, 2] for r in records])
     flags = raw[:, 2, :].T
-    # In these 4,000 every flag-0 joint has a zero or negative coordinate, so flag 0 -> 0, flag 1 -> 2.
+    # In all 10,000 every flag-0 joint has a zero or negative coordinate, so flag 0 -> 0, flag 1 -> 2.
     np.testing.assert_array_equal(v == 2, flags == 1)
     np.testing.assert_array_equal(v == 0, flags == 0)
     assert not (v == 1).any()
@@ -352,7 +352,7 @@ def test_lsp_standard_split_on_local_copy(shared_data):
     with pytest.raises(DataError, match=r"holds 1000 people; the standard LSP test half \(images 1001-2000\) is absent"):
         lsp_standard_split(shared_data / "lsp", shared_data / "lspet")
     train, test = lsp_standard_split(shared_data / "lsp", shared_data / "lspet", require_test=False, image_sizes=False)
-    assert len(train) == 5000 and test == []
+    assert len(train) == 11000 and test == []
     assert train[999].image_path.endswith("im1000.jpg") and train[1000].image_path.endswith("im00001.jpg")
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import cv2
@@ -12,6 +13,8 @@ import pytest
 import scipy.io
 
 from posekit.cli import main
+from posekit.data.coco import read_coco_keypoints
+from posekit.errors import DataError
 from posekit.report import format_summary_table, plot_pck_curve, write_report
 from posekit.scoring import (
     MPII_ABBREVIATIONS,
@@ -265,6 +268,40 @@ def test_lsp_prediction_in_joints_mat_layouts(tmp_path):
     scipy.io.savemat(tmp_path / "lspet_layout.mat", {"joints": np.concatenate([xy, np.ones((3, 14, 1))], 2).transpose(1, 2, 0)})
     results = score_files("lsp", gt, [tmp_path / "joints.mat", tmp_path / "lspet_layout.mat"])
     assert all(r.summary["Mean"] == 100.0 for r in results)
+
+
+def test_cpm_release_prediction_all_files_for_lsp_and_flic(tmp_path, capsys):
+    """CPM's run_benchmark.m saves 'prediction_all' K x 2 x N in Matlab pixels: LSP's 14 joints in LSP order,
+    FLIC's 11 less the eyes."""
+    xy = lsp_people(2)
+    gt = write_lsp_mat(tmp_path / "joints.mat", xy)
+    pred = xy.copy()                          # Matlab pixels, like the ground truth
+    pred[0, 7] += (0.0, 1e4)                  # r_elbow of person 1 wrong
+    pred[1, 11] += (6.0, 8.0)                 # exactly 0.2 x 50 once both are 1-based: correct
+    path = tmp_path / "LSP_prediction_model_LSP_6s.mat"
+    scipy.io.savemat(path, {"prediction_all": pred.transpose(1, 2, 0)})
+    code, out, err = score_cli(capsys, ["--protocol", "lsp", "--gt", gt, "--pred", str(path)])
+    assert code == 0, err
+    [result] = score_files("lsp", gt, [path])
+    assert result.per_joint["r_elbow"] == 50.0 and result.per_joint["l_wrist"] == 100.0
+    assert result.summary["Mean"] == pytest.approx(100.0 * 27 / 28)
+    assert "prediction_all" in read_predictions(path).layout and read_predictions(path).one_based
+
+    part = np.zeros((2, 11, 2))
+    part[:] = np.arange(22, dtype=np.float64).reshape(11, 2) * 9 + 100
+    part[:, 7] = part[:, 0] + (0.0, 50.0)     # torso 50 -> threshold 10
+    part[1] += 3.0
+    flic_gt = write_flic_h5(tmp_path / "valid.h5", part)
+    nine = part[:, [0, 1, 2, 3, 4, 5, 6, 7, 10]].copy()
+    nine[0, 2] += (11.0, 0.0)                 # l_wrist of person 1 wrong
+    scipy.io.savemat(tmp_path / "FLIC_prediction_model_FLIC_4s.mat", {"prediction_all": nine.transpose(1, 2, 0)})
+    [flic] = score_files("flic", flic_gt, [tmp_path / "FLIC_prediction_model_FLIC_4s.mat"])
+    assert flic.summary["Elbow"] == 100.0 and flic.summary["Wrist"] == 75.0
+    assert flic.per_joint["nose"] == 100.0 and np.isnan(flic.per_joint["l_eye"]) and np.isnan(flic.per_joint["r_eye"])
+
+    scipy.io.savemat(tmp_path / "bad.mat", {"prediction_all": np.zeros((14, 3, 2))})
+    expect_error(capsys, ["--protocol", "lsp", "--gt", gt, "--pred", str(tmp_path / "bad.mat")], "bad.mat",
+                 "'prediction_all' has shape 14 x 3 x 2, expected K x 2 x N")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -540,6 +577,39 @@ def test_error_missing_head_boxes(tmp_path, capsys):
     scipy.io.savemat(tmp_path / "noboxes.mat", {"annolist": annolist})
     expect_error(capsys, ["--protocol", "mpii", "--gt", str(tmp_path / "noboxes.mat"), "--pred", str(tmp_path / "pred.npy")],
                  "noboxes.mat", "no head box")
+
+
+def _coco_gt(**changes):
+    ann = {"id": 11, "image_id": 7, "category_id": 1, "iscrowd": 0, "area": 1200.0, "bbox": [10, 20, 30, 40],
+           "keypoints": [15, 25, 2] * 17, "num_keypoints": 17}
+    ann.update(changes)
+    return {"images": [{"id": 7, "file_name": "a.jpg", "width": 100, "height": 80}], "annotations": [ann],
+            "categories": [{"id": 1, "name": "person", "keypoints": [f"joint{k}" for k in range(17)]}]}
+
+
+@pytest.mark.parametrize("changes, problem", [
+    ({"keypoints": ["15", "25", "2"] * 17}, "annotation 11: 'keypoints' holds a value that is not a number: '15'"),
+    ({"keypoints": [math.nan, 25, 2] + [15, 25, 2] * 16}, "annotation 11: 'keypoints' holds a value that is not a finite"),
+    ({"bbox": [10, 20, math.inf, 40]}, "annotation 11: 'bbox' holds a value that is not a finite number"),
+    ({"bbox": [10, 20, -30, 40]}, "annotation 11: 'bbox' has a negative size"),
+    ({"bbox": [10, 20, 0, 40]}, "annotation 11: 'bbox' has zero size 0 x 40"),
+    ({"keypoints": [15, 25, 2] * 16}, "annotation 11: 'keypoints' has 48 values, expected 51"),
+    ({"bbox": [10, 20, 30]}, "annotation 11: 'bbox' has 3 values, expected 4"),
+    ({"area": "big"}, "annotation 11: 'area' must be a finite number >= 0"),
+    ({"num_keypoints": "17"}, "annotation 11: 'num_keypoints' must be an integer >= 0"),
+])
+def test_score_and_the_readers_give_one_verdict_on_corrupt_coco_ground_truth(tmp_path, capsys, changes, problem):
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(_coco_gt(**changes)))     # Python's json writes NaN / Infinity and reads them back
+    results = [{"image_id": 7, "category_id": 1, "keypoints": [15, 25, 2] * 17, "score": 1.0}]
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    expect_error(capsys, ["--protocol", "coco", "--gt", str(gt), "--pred", str(tmp_path / "res.json")],
+                 f"{gt}: {problem}")
+    with pytest.raises(DataError) as reader:
+        read_coco_keypoints(gt, tmp_path, train=False)
+    assert str(reader.value).startswith(f"{gt}: {problem}")
+    gt.write_text(json.dumps(_coco_gt()))
+    assert score_cli(capsys, ["--protocol", "coco", "--gt", str(gt), "--pred", str(tmp_path / "res.json")])[0] == 0
 
 
 def test_error_unreadable_and_unknown_prediction_files(mpii_case, capsys):

@@ -198,3 +198,78 @@ def test_training_options_are_checked(data_root, tmp_path):
                                 ("lr_scale", "sqrt", "train.lr_scale must be none or linear")):
         with pytest.raises(ConfigError, match=message):
             train(tiny(data_root, tmp_path / "run", **{key: value}), progress=False, log=lambda s: None)
+
+
+# --------------------------------------------------------------------------------------------- CPU recipe options
+def test_channels_last_training_takes_the_same_steps(data_root, tmp_path):
+    # Same seed, same batches: the memory layout changes the kernels' summation order only. (Plain SGD, which is
+    # linear in the gradient: Adam would turn rounding-level differences of near-zero gradients into lr-sized ones.)
+    sgd = dict(optimizer="sgd", momentum=0.0, lr=0.5, max_steps=1)
+    plain, plain_steps = run(tiny(data_root, tmp_path / "a", **sgd))
+    nhwc, nhwc_steps = run(tiny(data_root, tmp_path / "b", channels_last=True, **sgd))
+    assert plain_steps[0]["indices"] == nhwc_steps[0]["indices"]
+    assert plain_steps[0]["loss"] == pytest.approx(nhwc_steps[0]["loss"], rel=1e-6)
+    conv = nhwc.model.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    initial, _, _ = _initial_model_and_batches(tiny(data_root, tmp_path / "c", **sgd), [])
+    for name, start in initial.named_parameters():
+        # The step each layout took (lr x gradient) agrees to float rounding (of the step, and of the weights
+        # it is read back from: a BatchNorm weight near 1 resolves steps to 1.2e-7 only).
+        step_plain = dict(plain.model.named_parameters())[name].detach() - start.detach()
+        step_nhwc = dict(nhwc.model.named_parameters())[name].detach() - start.detach()
+        rounding = 2 * torch.finfo(torch.float32).eps * float(start.detach().abs().max())
+        assert torch.allclose(step_plain, step_nhwc, rtol=1e-3, atol=1e-3 * float(step_plain.abs().max()) + rounding), name
+    # The saved weights are plain (contiguous) tensors equal to the trained ones.
+    saved = read_state_dict(nhwc.checkpoint / "weights.safetensors")
+    assert saved["conv1.weight"].is_contiguous() and torch.equal(saved["conv1.weight"], conv.detach())
+
+
+def test_hrnet_kaiming_init_scales_with_fan_out_and_keeps_a_quiet_head():
+    from posekit.models.hrnet import HRNet
+
+    torch.manual_seed(0)
+    model = HRNet(14, width=16, stage_modules=(1, 1, 1), stage_blocks=(1, 1, 1), stem_blocks=1, init="kaiming")
+    conv = model.conv2        # 64 -> 64, 3x3: He normal, fan-out = 64 * 9
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2.0 / (64 * 9)), rel=0.05)
+    assert model.final_layer.weight.std().item() == pytest.approx(0.001, rel=0.1)
+    official = HRNet(14, width=16, stage_modules=(1, 1, 1), stage_blocks=(1, 1, 1), stem_blocks=1)
+    assert official.conv2.weight.std().item() == pytest.approx(0.001, rel=0.05)
+    with pytest.raises(ValueError, match="init must be official or kaiming"):
+        HRNet(14, init="xavier")
+
+
+def test_best_weights_and_learning_curve(data_root, tmp_path):
+    from posekit.cli import main
+
+    cfg = tiny(data_root, tmp_path / "run", epochs=3, eval_every=1)
+    history = []
+    result = train(cfg, progress=False, log=lambda s: None, val_records=load_records(cfg, "val"),
+                   on_epoch_end=history.append)
+    scores = [h["pck"] for h in history]
+    best_epoch = max(range(3), key=lambda i: (scores[i], -i))      # the first epoch reaching the maximum
+    assert [bool(h.get("best")) for h in history][best_epoch]
+    best = read_state_dict(tmp_path / "run" / "best" / "weights.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "run" / "best" / "weights.safetensors"), "pt") as f:
+        meta = f.metadata()
+    assert int(meta["epoch"]) == best_epoch + 1 and float(meta["val_metric"]) == pytest.approx(scores[best_epoch], abs=1e-5)
+    if best_epoch == 2:
+        assert all(torch.equal(v, best[k]) for k, v in result.model.state_dict().items())
+    # posekit train draws the learning curve (loss and validation PCK per epoch) beside metrics.jsonl.
+    config = tmp_path / "tiny.yaml"
+    config.write_text(cfg.to_yaml())
+    assert main(["train", str(config), "--output-dir", str(tmp_path / "cli"), "--no-progress",
+                 "--set", "train.eval_every=1", "--set", "train.epochs=2"]) == 0
+    import cv2
+
+    curve = cv2.imread(str(tmp_path / "cli" / "learning_curve.png"))
+    assert curve is not None and curve.shape == (600, 640, 3)
+
+
+def test_plot_learning_curve_panels():
+    from posekit.viz import plot_learning_curve
+
+    history = [{"epochs_done": 1.0, "loss": 0.004, "pck": 0.4}, {"epochs_done": 2.0, "loss": 0.003, "pck": 0.6}]
+    assert plot_learning_curve(history).shape == (600, 640, 3)
+    assert plot_learning_curve([{"epochs_done": 1.0, "loss": 0.004}]).shape == (300, 640, 3)   # no metric yet

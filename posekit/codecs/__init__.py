@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Tuple
 
-from .gaussian import ArrayLike, GaussianHeatmap, argmax_quarter_offset, flip_back
+from ..errors import ConfigError
+from .gaussian import DECODINGS, ArrayLike, GaussianHeatmap, argmax_quarter_offset, dark_decode, flip_back
 
 TARGETS = ("gaussian", "cpm", "megvii", "torch7")
 LOSSES = ("mse", "ohkm", "cpm", "mspn_l2", "mspn_ohkm", "mean_mse", "sum_mse")
@@ -66,14 +67,23 @@ class OutputSpec:
             raise ValueError(f"people must be 'self' or 'all', got {self.people!r}")
 
 
-def build_codec(spec: OutputSpec, input_hw: Tuple[int, int], post_process: bool = True, blur_kernel: int = 0) -> Any:
+def build_codec(spec: OutputSpec, input_hw: Tuple[int, int], post_process: bool = True, blur_kernel: int = 0,
+                decoding: str = "quarter") -> Any:
     """The codec for one declared output at a given input size.
 
-    ``blur_kernel`` (MSPN decoding: 5 for COCO, 9 for MPII; 0 = the codec's default).
+    ``blur_kernel`` (MSPN decoding: 5 for COCO, 9 for MPII; DARK's blur; 0 = the codec's default).
+    ``decoding``: quarter (each family's own decoder) or dark (DARK's Taylor step; Gaussian targets only).
     """
     heatmap_hw = (input_hw[0] // spec.stride, input_hw[1] // spec.stride)
+    if decoding != "quarter" and spec.target != "gaussian":
+        raise ConfigError(f"test.decode {decoding!r} applies to Gaussian heatmaps (HRNet, SimpleBaseline), "
+                          f"not to {spec.target!r} targets", "test.decode")
     if spec.target == "gaussian":
-        return GaussianHeatmap(input_hw, heatmap_hw, spec.sigma, post_process=post_process)
+        try:
+            return GaussianHeatmap(input_hw, heatmap_hw, spec.sigma, post_process=post_process, decoding=decoding,
+                                   dark_kernel=blur_kernel)
+        except ValueError as exc:
+            raise ConfigError(str(exc), "test.decode") from None
     if spec.target == "cpm":
         from .cpm import CPMBeliefMap
         return CPMBeliefMap(input_hw, heatmap_hw, sigma=spec.sigma, background=spec.background, people=spec.people)
@@ -87,5 +97,5 @@ def build_codec(spec: OutputSpec, input_hw: Tuple[int, int], post_process: bool 
     raise ValueError(f"unknown target kind {spec.target!r}")
 
 
-__all__ = ["OutputSpec", "build_codec", "GaussianHeatmap", "argmax_quarter_offset", "flip_back", "ArrayLike",
+__all__ = ["OutputSpec", "build_codec", "GaussianHeatmap", "argmax_quarter_offset", "dark_decode", "DECODINGS", "flip_back", "ArrayLike",
            "TARGETS", "LOSSES"]

@@ -14,11 +14,19 @@ ArrayLike = Union[np.ndarray, torch.Tensor]
 class GaussianHeatmap:
     """The official HRNet target (spec 1.2) and decoder (argmax + quarter offset, spec 1.4)."""
 
-    def __init__(self, input_hw: Tuple[int, int], heatmap_hw: Tuple[int, int], sigma: float, post_process: bool = True):
+    def __init__(self, input_hw: Tuple[int, int], heatmap_hw: Tuple[int, int], sigma: float, post_process: bool = True,
+                 decoding: str = "quarter", dark_kernel: int = 0):
+        if decoding not in DECODINGS:
+            raise ValueError(f"decoding must be {' or '.join(DECODINGS)}, got {decoding!r}")
         self.input_hw = (int(input_hw[0]), int(input_hw[1]))
         self.heatmap_hw = (int(heatmap_hw[0]), int(heatmap_hw[1]))
         self.sigma = float(sigma)
         self.post_process = post_process
+        # quarter: the official HRNet decoder; dark: DARK's Taylor step (post_process does not apply to it)
+        self.decoding = decoding
+        self.dark_kernel = int(dark_kernel) or dark_kernel_for(self.sigma)
+        if self.dark_kernel % 2 == 0 or self.dark_kernel < 3:
+            raise ValueError(f"the DARK blur kernel must be odd and >= 3, got {self.dark_kernel}")
         # (x, y) input pixels per heatmap pixel
         self.stride_xy = np.array([input_hw[1] / heatmap_hw[1], input_hw[0] / heatmap_hw[0]], dtype=np.float64)
         # A joint's row and column profiles depend only on its integer centre mu, so the profiles of every centre
@@ -67,8 +75,74 @@ class GaussianHeatmap:
 
     def decode(self, heatmaps: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
         """N x K x h x w heatmaps -> (N x K x 2 coordinates in input pixels, N x K scores = max value)."""
-        coords, maxvals = argmax_quarter_offset(heatmaps, self.post_process)
+        if self.decoding == "dark":
+            coords, maxvals = dark_decode(heatmaps, self.dark_kernel)
+        else:
+            coords, maxvals = argmax_quarter_offset(heatmaps, self.post_process)
         return coords * self.stride_xy, maxvals
+
+
+DECODINGS = ("quarter", "dark")
+
+
+def dark_kernel_for(sigma: float) -> int:
+    """The odd blur kernel whose OpenCV default sigma, 0.3 ((k - 1) / 2 - 1) + 0.8, is closest to the target's
+    sigma: 11 for sigma 2, DARK's setting for HRNet's 64 x 48 heatmaps."""
+    half = int(round((sigma - 0.8) / 0.3 + 1))
+    return max(3, 2 * half + 1)
+
+
+def dark_decode(heatmaps: ArrayLike, kernel: int = 11) -> Tuple[np.ndarray, np.ndarray]:
+    """DARK decoding (Zhang et al., "Distribution-Aware Coordinate Representation for Human Pose Estimation",
+    CVPR 2020) in heatmap pixels: each map is blurred with a ``kernel`` x ``kernel`` Gaussian (then rescaled to its
+    original maximum), its log taken, and the argmax moved by one Newton step -H^-1 g of the log map, with central
+    differences (first derivatives over +-1 px, second over +-2 px, as the authors' code). Maps whose argmax lies
+    within 2 px of the border, or whose Hessian is singular, keep the integer argmax. Returns (N x K x 2
+    coordinates, N x K maxima of the unblurred maps); maxima <= 0 give (0, 0), as argmax_quarter_offset.
+    """
+    import cv2
+
+    hm = heatmaps.detach().float().cpu().numpy() if isinstance(heatmaps, torch.Tensor) else np.asarray(heatmaps, dtype=np.float32)
+    coords, maxvals = argmax_quarter_offset(hm, post_process=False)
+    n, k, h, w = hm.shape
+    if h < 5 or w < 5:
+        return coords, maxvals
+    border = (kernel - 1) // 2
+    blurred = np.empty_like(hm)
+    for i in range(n):
+        for j in range(k):
+            original_max = hm[i, j].max()
+            padded = np.zeros((h + 2 * border, w + 2 * border), dtype=np.float32)
+            padded[border:-border, border:-border] = hm[i, j]
+            smooth = cv2.GaussianBlur(padded, (kernel, kernel), 0)[border:-border, border:-border]
+            peak = smooth.max()
+            blurred[i, j] = smooth * (original_max / peak) if peak > 0 else smooth
+    log = np.log(np.maximum(blurred, 1e-10)).astype(np.float64)
+    px = coords[..., 0].astype(np.int64)
+    py = coords[..., 1].astype(np.int64)
+    inside = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2) & (maxvals > 0)
+    x, y = np.clip(px, 2, w - 3), np.clip(py, 2, h - 3)
+    ni, ki = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
+
+    def at(dy: int, dx: int) -> np.ndarray:
+        return log[ni, ki, y + dy, x + dx]
+
+    centre = at(0, 0)
+    dx = 0.5 * (at(0, 1) - at(0, -1))
+    dy = 0.5 * (at(1, 0) - at(-1, 0))
+    dxx = 0.25 * (at(0, 2) - 2 * centre + at(0, -2))
+    dyy = 0.25 * (at(2, 0) - 2 * centre + at(-2, 0))
+    dxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
+    det = dxx * dyy - dxy * dxy
+    usable = inside & (np.abs(det) > 1e-12)
+    safe = np.where(usable, det, 1.0)
+    # -H^-1 g for the 2 x 2 Hessian [[dxx, dxy], [dxy, dyy]]
+    step_x = -(dyy * dx - dxy * dy) / safe
+    step_y = -(dxx * dy - dxy * dx) / safe
+    coords = coords.copy()
+    coords[..., 0] += np.where(usable, step_x, 0.0)
+    coords[..., 1] += np.where(usable, step_y, 0.0)
+    return coords, maxvals
 
 
 def argmax_quarter_offset(heatmaps: ArrayLike, post_process: bool = True, lowest: int = 2) -> Tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ number of keypoints comes from the person category's ``keypoints`` list when the
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -105,13 +105,21 @@ def _numeric_rows(rows: List[Any], width: int, what: str, labels: List[str], pat
         raise DataError(f"{labels[i]}: '{what}' has {lengths[i]} values, expected {width}", path)
     if not rows:
         return np.zeros((0, width), dtype=np.float64)
+    # Not np.array(rows, float64): it would turn the string "15" into 15.0 and null into NaN. Numbers alone give an
+    # integer or float array; a string, null, bool or nested list another dtype, which is looked at value by value.
     try:
-        array = np.array(rows, dtype=np.float64)
-    except (TypeError, ValueError):
+        array = np.array(rows)
+    except ValueError:      # ragged: a list inside a row
+        array = np.array(rows, dtype=object)
+    if array.dtype.kind not in "iuf" or array.ndim != 2:
         for row, label in zip(rows, labels):
-            if not all(_is_number(v) for v in row):
-                raise DataError(f"{label}: '{what}' holds a value that is not a number", path) from None
-        raise
+            for value in row:
+                if value is None:
+                    raise DataError(f"{label}: '{what}' holds a value that is not a finite number (NaN, infinity or "
+                                    f"null)", path)
+                if not _is_number(value):
+                    raise DataError(f"{label}: '{what}' holds a value that is not a number: {value!r}", path)
+    array = array.astype(np.float64) if array.dtype.kind in "iuf" else np.array(rows, dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
     if bad.size:
         raise DataError(f"{labels[int(bad[0])]}: '{what}' holds a value that is not a finite number (NaN, infinity or null)", path)
@@ -144,6 +152,99 @@ def read_coco_keypoints(
                                     min_keypoints=min_keypoints, num_keypoints=num_keypoints)
 
 
+class CocoPeople(NamedTuple):
+    """The person annotations of a COCO-layout keypoint file, checked (:func:`check_coco_people`)."""
+
+    images: ImageIndex
+    annotations: List[Dict[str, Any]]   # category 1, in file order
+    labels: List[str]                   # "annotation <id>" (or "annotations[<i>]"), for messages
+    boxes: np.ndarray                   # N x 4 (x, y, w, h): finite, no negative size
+    keypoints: np.ndarray               # N x K x 3: finite, visibility 0, 1 or 2
+    image_positions: np.ndarray         # N: each person's image's position in 'images'
+
+
+def _is_crowd(ann: Dict[str, Any]) -> bool:
+    return bool(ann.get("iscrowd", 0))
+
+
+def check_coco_people(data: Any, path: PathLike, num_keypoints: Optional[int] = None,
+                      required: Sequence[str] = ()) -> CocoPeople:
+    """The one validation of COCO-layout ground truth, shared by every COCO-style reader and ``posekit score``.
+
+    DataError naming ``path``, the annotation and the problem for: a missing or mistyped list or key (``required``
+    adds keys every person annotation must have, e.g. COCOeval's ``num_keypoints`` and ``area``), a value that is
+    not a number (a string, null) or not finite (NaN, infinity), a ``bbox`` of other than 4 or ``keypoints`` of
+    other than 3K values, a box of negative size, a box of zero width or height for a person with labelled
+    keypoints (one that is trained on and scored; an ``area`` of 0 is the official "drop it" and is left to the
+    readers), a visibility other than 0/1/2, an unknown image id, an ``area`` that is not a finite number >= 0,
+    a ``num_keypoints`` that is not an integer >= 0 and an ``iscrowd`` other than 0/1. Annotations of other
+    categories carry no keypoints and are not ours to check.
+    """
+    images = _image_index_from_data(data, path)
+    if "annotations" not in data:
+        raise DataError("missing key 'annotations'", path)
+    annotations = data["annotations"]
+    if not isinstance(annotations, list):
+        raise DataError(f"'annotations' must be a list, found {type(annotations).__name__}", path)
+
+    person_anns: List[Dict[str, Any]] = []
+    labels: List[str] = []
+    for i, ann in enumerate(annotations):
+        if not isinstance(ann, dict):
+            raise DataError(f"annotations[{i}] is not an object", path)
+        if "category_id" not in ann:
+            raise DataError(f"{_ann_label(ann, i)} has no 'category_id'", path)
+        # Other categories (a full instances file) carry no keypoints and are not ours to validate.
+        if ann["category_id"] != PERSON_CATEGORY_ID:
+            continue
+        for key in ("image_id", "bbox", "keypoints", *required):
+            if key not in ann:
+                raise DataError(f"{_ann_label(ann, i)} has no {key!r}", path)
+        person_anns.append(ann)
+        labels.append(_ann_label(ann, i))
+
+    k = num_keypoints if num_keypoints is not None else _keypoint_count(data, person_anns, path)
+    boxes = _numeric_rows([a["bbox"] for a in person_anns], 4, "bbox", labels, path)
+    keypoints = _numeric_rows([a["keypoints"] for a in person_anns], 3 * k, "keypoints", labels, path)
+    keypoints = keypoints.reshape(-1, k, 3)
+
+    negative = np.flatnonzero((boxes[:, 2] < 0) | (boxes[:, 3] < 0))
+    if negative.size:
+        i = int(negative[0])
+        raise DataError(f"{labels[i]}: 'bbox' has a negative size {boxes[i, 2:].tolist()}", path)
+    flags = keypoints[:, :, 2]
+    bad_flags = np.flatnonzero(~np.isin(flags, (0.0, 1.0, 2.0)).all(axis=1))
+    if bad_flags.size:
+        i = int(bad_flags[0])
+        raise DataError(f"{labels[i]}: keypoint visibility must be 0, 1 or 2, found {sorted(set(flags[i].tolist()))}", path)
+
+    image_order = {image_id: position for position, image_id in enumerate(images)}
+    positions = []
+    for ann, label in zip(person_anns, labels):
+        image_id = ann["image_id"]
+        if not _is_int(image_id) or int(image_id) not in images:
+            raise DataError(f"{label}: image_id {image_id!r} is not in 'images'", path)
+        positions.append(image_order[int(image_id)])
+        area = ann.get("area")
+        if area is not None and not (_is_number(area) and 0 <= area < np.inf):
+            raise DataError(f"{label}: 'area' must be a finite number >= 0, found {area!r}", path)
+        count = ann.get("num_keypoints")
+        if count is not None and not (_is_number(count) and 0 <= count < np.inf and float(count).is_integer()):
+            raise DataError(f"{label}: 'num_keypoints' must be an integer >= 0, found {count!r}", path)
+        if ann.get("iscrowd", 0) not in (0, 1):
+            raise DataError(f"{label}: 'iscrowd' must be 0 or 1, found {ann['iscrowd']!r}", path)
+    # A labelled person's box is its crop (training, evaluation with GT boxes): one of zero width or height is
+    # corrupt, where the official loaders would drop the person without a word. Area 0 is their own drop rule.
+    labelled = (flags > 0).any(axis=1)
+    kept = np.array([not _is_crowd(a) and a.get("area") != 0 for a in person_anns], dtype=bool)
+    empty = np.flatnonzero(labelled & kept & ((boxes[:, 2] == 0) | (boxes[:, 3] == 0)))
+    if empty.size:
+        i = int(empty[0])
+        raise DataError(f"{labels[i]}: 'bbox' has zero size {boxes[i, 2]:g} x {boxes[i, 3]:g} for a person with "
+                        f"labelled keypoints", path)
+    return CocoPeople(images, person_anns, labels, boxes, keypoints, np.asarray(positions, dtype=np.int64))
+
+
 def coco_keypoints_from_data(
     data: Any,
     ann_file: PathLike,
@@ -156,67 +257,22 @@ def coco_keypoints_from_data(
 
     Readers of COCO-like layouts (PoseTrack's per-video files merged, ...) hand their object to this.
     """
-    images = _image_index_from_data(data, ann_file)
-    if "annotations" not in data:
-        raise DataError("missing key 'annotations'", ann_file)
-    annotations = data["annotations"]
-    if not isinstance(annotations, list):
-        raise DataError(f"'annotations' must be a list, found {type(annotations).__name__}", ann_file)
-
-    person_anns: List[Dict[str, Any]] = []
-    labels: List[str] = []
-    for i, ann in enumerate(annotations):
-        if not isinstance(ann, dict):
-            raise DataError(f"annotations[{i}] is not an object", ann_file)
-        if "category_id" not in ann:
-            raise DataError(f"{_ann_label(ann, i)} has no 'category_id'", ann_file)
-        # Other categories (a full instances file) carry no keypoints and are not ours to validate.
-        if ann["category_id"] != PERSON_CATEGORY_ID:
-            continue
-        for key in ("image_id", "bbox", "keypoints"):
-            if key not in ann:
-                raise DataError(f"{_ann_label(ann, i)} has no {key!r}", ann_file)
-        person_anns.append(ann)
-        labels.append(_ann_label(ann, i))
-
-    k = num_keypoints if num_keypoints is not None else _keypoint_count(data, person_anns, ann_file)
-    boxes = _numeric_rows([a["bbox"] for a in person_anns], 4, "bbox", labels, ann_file)
-    keypoints = _numeric_rows([a["keypoints"] for a in person_anns], 3 * k, "keypoints", labels, ann_file)
-    keypoints = keypoints.reshape(-1, k, 3)
-
-    negative = np.flatnonzero((boxes[:, 2] < 0) | (boxes[:, 3] < 0))
-    if negative.size:
-        i = int(negative[0])
-        raise DataError(f"{labels[i]}: 'bbox' has a negative size {boxes[i, 2:].tolist()}", ann_file)
-    flags = keypoints[:, :, 2]
-    bad_flags = np.flatnonzero(~np.isin(flags, (0.0, 1.0, 2.0)).all(axis=1))
-    if bad_flags.size:
-        i = int(bad_flags[0])
-        raise DataError(f"{labels[i]}: keypoint visibility must be 0, 1 or 2, found {sorted(set(flags[i].tolist()))}", ann_file)
-    num_labelled = (flags > 0).sum(axis=1)
-
-    image_order = {image_id: position for position, image_id in enumerate(images)}
-    positions = []
-    for ann, label in zip(person_anns, labels):
-        image_id = ann["image_id"]
-        if not _is_int(image_id) or int(image_id) not in images:
-            raise DataError(f"{label}: image_id {image_id!r} is not in 'images'", ann_file)
-        positions.append(image_order[int(image_id)])
+    people = check_coco_people(data, ann_file, num_keypoints=num_keypoints)
+    images, person_anns, boxes, keypoints = people.images, people.annotations, people.boxes, people.keypoints
+    num_labelled = (keypoints[:, :, 2] > 0).sum(axis=1)
+    positions = people.image_positions
 
     records: List[PersonRecord] = []
     # A stable sort by image position reproduces the official per-image iteration order.
-    for j in np.argsort(np.asarray(positions, dtype=np.int64), kind="stable"):
-        ann, label = person_anns[j], labels[j]
-        if ann.get("iscrowd", 0):
+    for j in np.argsort(positions, kind="stable"):
+        ann = person_anns[j]
+        if _is_crowd(ann):
             continue
         if train and num_labelled[j] < min_keypoints:
             continue
         area = ann.get("area")
-        if area is not None:
-            if not _is_number(area) or not np.isfinite(area):
-                raise DataError(f"{label}: 'area' must be a finite number, found {area!r}", ann_file)
-            if area <= 0:
-                continue
+        if area is not None and area <= 0:
+            continue
         image_id = int(ann["image_id"])
         file_name, width, height = images[image_id]
         box = sanitize_box(boxes[j], (width, height))

@@ -194,6 +194,9 @@ def _read_aic_release(data: List[Any], ann_file: PathLike, image_dir: PathLike, 
             x1, y1, x2, y2 = corners
             if x2 < x1 or y2 < y1:
                 raise DataError(f"{label}: box {corners.tolist()} has x2 < x1 or y2 < y1", ann_file)
+            if labelled.any() and (x2 == x1 or y2 == y1):     # as check_coco_people for the COCO layout
+                raise DataError(f"{label}: box {corners.tolist()} has zero size for a person with labelled keypoints",
+                                ann_file)
             # Unknown image size: only the clipping at the right / bottom border is skipped.
             box = sanitize_box((x1, y1, x2 - x1, y2 - y1), size if size is not None else (math.inf, math.inf))
             if box is None:
@@ -279,8 +282,10 @@ def read_posetrack(ann_path: PathLike, image_dir: PathLike, train: bool = True) 
                     raise DataError(f"annotation {ann.get('id', '?')}: no 'bbox', and 'keypoints' are not "
                                     f"{3 * POSETRACK.num_keypoints} finite numbers", ann_path)
                 box = _keypoint_box(values)
-                if box is None:
-                    continue     # neither a box nor a labelled joint: nothing to crop
+                # Neither a box nor labelled joints spanning an area: nothing to crop (sanitize_box would drop a
+                # box of zero width or height anyway; one from the file itself is refused as corrupt).
+                if box is None or box[2] == 0 or box[3] == 0:
+                    continue
                 ann["bbox"] = box
         annotations.append(ann)
     merged["annotations"] = annotations

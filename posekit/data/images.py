@@ -371,5 +371,11 @@ def decode_image(data: BytesLike, source: str = "<bytes>", rgb: bool = True, red
 
 def silence_decoder_warnings() -> None:
     """Stop OpenCV printing its own warnings (libpng / libjpeg messages) to stderr; posekit reports the
-    problem itself, naming the file. Process-wide: the command-line tool calls it, a library user may."""
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    problem itself, naming the file. Process-wide: the command-line tool calls it, a library user may.
+    Some OpenCV builds (opencv-python 4.11 wheels among them) have no ``cv2.utils.logging``: there the warnings
+    stay, and nothing else changes."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is not None and hasattr(logging, "setLogLevel"):
+        logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+    elif hasattr(cv2, "setLogLevel"):       # the top-level spelling, where a build has that one
+        cv2.setLogLevel(2)                  # OpenCV's LOG_LEVEL_ERROR

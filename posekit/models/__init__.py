@@ -10,9 +10,11 @@ from typing import Callable, Dict, List, Optional
 
 from torch import nn
 
+from ..config import load_config
 from ..errors import ConfigError
 from . import cpm, hourglass, mspn, simple_baseline
 from .hrnet import HRNet, hrnet_w16_small, hrnet_w32, hrnet_w48
+from .pretrained import PRETRAINED, get_pretrained, list_pretrained, verified_weights
 
 MODELS: Dict[str, Callable[..., nn.Module]] = {
     "hrnet_w32": hrnet_w32,
@@ -42,25 +44,40 @@ MODELS: Dict[str, Callable[..., nn.Module]] = {
 
 
 def list_models() -> List[str]:
-    """Names accepted by :func:`create_model`, sorted."""
+    """The architectures :func:`create_model` builds, sorted (the shipped trained models: list_pretrained)."""
     return sorted(MODELS)
 
 
-def create_model(name: str, num_keypoints: int = 17, weights: Optional[str] = None, **kwargs) -> nn.Module:
+def create_model(name: str, num_keypoints: Optional[int] = None, weights: Optional[str] = None,
+                 pretrained: bool = False, **kwargs) -> nn.Module:
     """Build the named model; with ``weights``, load that file into it (strictly, see checkpoints.load_weights).
 
-    Extra keyword arguments go to the builder (e.g. ``sigma=3.0`` for HRNet at 384x288).
+    ``name`` is an architecture (``hrnet_w32``, ...; ``num_keypoints`` defaults to 17) or a shipped model
+    (``posekit info --pretrained``), which is built as its config says; ``pretrained=True`` loads its shipped
+    weights (checked against their SHA-256). Extra keyword arguments go to the builder (e.g. ``sigma=3.0`` for
+    HRNet at 384x288).
     """
-    builder = MODELS.get(name)
-    if builder is None:
-        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
-    try:
-        model = builder(num_keypoints=num_keypoints, **kwargs)
-    except TypeError as exc:
-        # A misspelt option from a config file is a user error; any other TypeError is a bug and propagates.
-        if "unexpected keyword argument" not in str(exc):
-            raise
-        raise ConfigError(f"model {name!r}: {exc}") from None
+    if name in PRETRAINED:
+        cfg = load_config(get_pretrained(name).config_path)
+        if num_keypoints is not None and num_keypoints != cfg.model.num_keypoints:
+            raise ConfigError(f"shipped model {name!r} predicts {cfg.model.num_keypoints} keypoints, not {num_keypoints}")
+        model = create_model(cfg.model.name, cfg.model.num_keypoints, **{**cfg.model.kwargs, **kwargs})
+        if pretrained:
+            weights = weights or str(verified_weights(name))
+    else:
+        if pretrained:
+            raise ConfigError(f"no trained weights ship for {name!r}; shipped models: {', '.join(list_pretrained())}")
+        builder = MODELS.get(name)
+        if builder is None:
+            raise ConfigError(f"unknown model {name!r}; known models: {', '.join(list_models())}; "
+                              f"shipped trained models: {', '.join(list_pretrained())}")
+        try:
+            model = builder(num_keypoints=17 if num_keypoints is None else num_keypoints, **kwargs)
+        except TypeError as exc:
+            # A misspelt option from a config file is a user error; any other TypeError is a bug and propagates.
+            if "unexpected keyword argument" not in str(exc):
+                raise
+            raise ConfigError(f"model {name!r}: {exc}") from None
     if weights is not None:
         from ..checkpoints import load_weights
 
@@ -68,4 +85,4 @@ def create_model(name: str, num_keypoints: int = 17, weights: Optional[str] = No
     return model
 
 
-__all__ = ["MODELS", "HRNet", "create_model", "list_models", "hrnet_w32", "hrnet_w48", "hrnet_w16_small"]
+__all__ = ["MODELS", "HRNet", "create_model", "list_models", "list_pretrained", "hrnet_w32", "hrnet_w48", "hrnet_w16_small"]

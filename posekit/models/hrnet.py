@@ -78,10 +78,16 @@ class HighResolutionModule(nn.Module):
         x = [branch(xi) for branch, xi in zip(self.branches, x)]
         fused = []
         for i, row in enumerate(self.fuse_layers):
-            # Summation order as in the official code (branch 0 first), so results match it bit for bit.
-            y = x[0] if i == 0 else row[0](x[0])
+            # Summation order as in the official code (branch 0 first), so results match it bit for bit. The sum
+            # goes in place once y is this row's own tensor (a BN or conv output, which autograd does not keep);
+            # a branch output itself is read by the other rows and is never written.
+            y, own = (x[0], False) if i == 0 else (row[0](x[0]), True)
             for j in range(1, self.num_branches):
-                y = y + (x[j] if i == j else row[j](x[j]))
+                term = x[j] if i == j else row[j](x[j])
+                if own and term.dtype == y.dtype:
+                    y += term
+                else:
+                    y, own = y + term, True
             fused.append(self.relu(y))
         return fused
 
@@ -122,15 +128,19 @@ class HRNet(nn.Module):
     Bottleneck planes of layer1 (official: 64, so layer1 gives 256).
     final_kernel: 1 (official) or 3 for the head conv.
     sigma: Gaussian sigma (heatmap pixels) declared for the target (2 at 256x192, 3 at 384x288).
+    init: "official" (convs ~ N(0, 0.001^2), made for an ImageNet-pretrained backbone) or "kaiming" (He normal,
+    fan-out: the usual start for training from scratch).
     """
 
     def __init__(self, num_keypoints: int = 17, width: int = 32, stage_modules: Sequence[int] = (1, 4, 3),
                  stage_blocks: Sequence[int] = (4, 4, 4), stem_blocks: int = 4, stem_width: int = 64,
-                 final_kernel: int = 1, sigma: float = 2.0, name: str = "hrnet"):
+                 final_kernel: int = 1, sigma: float = 2.0, init: str = "official", name: str = "hrnet"):
         super().__init__()
         if len(stage_modules) != 3 or len(stage_blocks) != 3:
             raise ValueError(f"stage_modules and stage_blocks need 3 entries (stages 2-4), got "
                              f"{tuple(stage_modules)} and {tuple(stage_blocks)}")
+        if init not in ("official", "kaiming"):
+            raise ValueError(f"init must be official or kaiming, got {init!r}")
         if final_kernel not in (1, 3):
             raise ValueError(f"final_kernel must be 1 or 3, got {final_kernel}")
         if min(num_keypoints, width, stem_blocks, stem_width, *stage_modules, *stage_blocks) < 1:
@@ -160,11 +170,16 @@ class HRNet(nn.Module):
 
         self.final_layer = nn.Conv2d(width, self.num_keypoints, kernel_size=final_kernel, stride=1,
                                      padding=1 if final_kernel == 3 else 0)
-        self.init_weights()
+        self.init_weights(init)
 
-    def init_weights(self) -> None:
-        """Official initialisation: conv weights ~ N(0, 0.001^2), biases 0, BN weight 1 and bias 0."""
+    def init_weights(self, init: str = "official") -> None:
+        """Official: conv weights ~ N(0, 0.001^2); kaiming: He normal (fan-out) except the head, which stays
+        N(0, 0.001^2) so that the first heatmaps are near zero. Biases 0, BN weight 1 and bias 0 in both."""
         init_normal(self, std=0.001)
+        if init == "kaiming":
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d) and m is not self.final_layer:
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ValueError unless x is N x 3 x H x W with H and W multiples of 32."""
