@@ -28,7 +28,7 @@ def main() -> None:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from posekit.metrics import COCO_STAT_NAMES, coco_evaluate, nms_per_image, write_coco_results
+    from posekit.evaluation.metrics import COCO_STAT_NAMES, coco_evaluate, nms_per_image, write_coco_results
     from posekit.skeletons import COCO as COCO_SKELETON
 
     rng = np.random.default_rng(args.seed)

@@ -1,6 +1,8 @@
 """Training data pipeline throughput, before/after in one run: decode + augment + target generation.
 
     python benchmarks/data_pipeline.py [--samples N] [--workers 0 1 2] [--json OUT] [PIPELINE ...]
+    python benchmarks/data_pipeline.py --config CONFIG [CONFIG ...] [--set KEY=VALUE] [--no-reference]
+    python benchmarks/data_pipeline.py --config        (a built-in synthetic COCO-size pipeline)
 
 Pipelines (PIPELINE names; default all), on the real data beside the repo (../shared/data):
 
@@ -12,7 +14,7 @@ Pipelines (PIPELINE names; default all), on the real data beside the repo (../sh
 - ``hourglass_mpii``: configs/hourglass-8stk_mpii_256x256.yaml (8 stacks) on the MPII stand-ins.
 - ``hrnet_lsp``: configs/hrnet-w32_lsp_256x256.yaml on real LSP + LSPET images (small pictures, 256 x 256 input).
 
-Each is timed three ways (see posekit.data.pipeline_bench): "fast" (the dataset as training uses it),
+Each is timed three ways (see benchmarks/pipeline_bench.py): "fast" (the dataset as training uses it),
 "reference" (the pipeline as it was before: full decode, per-crop float normalisation, previous encoders) and
 "per-joint" (reference with the official per-joint target loops); in-process with OpenCV/torch on one thread
 (samples/s per core) and through DataLoaders with 0, 1, 2 workers. Absolute figures depend on the machine's
@@ -26,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from posekit.data.pipeline_bench import bench_data, format_rows, speedups
+from pipeline_bench import bench_data, format_rows, main_from_args, speedups
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +53,15 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", default=None, help="write all rows and the speed-ups to this file")
+    parser.add_argument("--config", dest="data", nargs="*", default=None, metavar="CONFIG",
+                        help="benchmark these training configs instead of the named pipelines (none given: a built-in "
+                             "synthetic COCO-size pipeline)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="--config: override for every config (e.g. data.root=/data/coco)")
+    parser.add_argument("--no-reference", action="store_true", help="--config: skip the reference pipeline")
     args = parser.parse_args(argv)
+    if args.data is not None:
+        return main_from_args(args)
     unknown = [p for p in args.pipelines if p not in PIPELINES]
     if unknown:
         parser.error(f"unknown pipeline {', '.join(unknown)}; known: {', '.join(PIPELINES)}")

@@ -11,7 +11,7 @@ import sys
 
 import torch
 
-from posekit.modelcard import forward_ms, settings_for
+from posekit.deploy.modelcard import forward_ms, settings_for
 
 DEFAULT = ["hrnet_w32", "hrnet_w48", "simplebaseline_res50", "mspn_1stage", "mspn_4stage", "hourglass_8stack",
            "ke_multiscale_hourglass", "cpm_6stage"]

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import torch
 
-from posekit.checkpoints import file_sha256, read_state_dict, save_weights
-from posekit.engine import build_model, evaluate_model, load_records
+from posekit.fileio import file_sha256
+from posekit.weightfiles import read_state_dict, save_weights
+from posekit.build import build_model, load_records
+from posekit.evaluation.evaluate import evaluate_model
 from posekit.models.pretrained import DEFAULT_PRETRAINED, WEIGHTS_DIR, get_pretrained
 from posekit.config import load_config
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from posekit.predictor import PosePredictor
+from posekit.apps.predictor import PosePredictor
 from posekit.viz import plot_learning_curve, save_image
 
 PHOTOS = (801, 808, 815, 836, 861, 905, 930, 977)

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from posekit.config import apply_overrides
-from posekit.engine import load_records
-from posekit.export import BACKENDS, onnxruntime_available
-from posekit.metrics import pck
+from posekit.build import load_records
+from posekit.deploy.backends import BACKENDS, onnxruntime_available
+from posekit.evaluation.metrics import pck
 from posekit.models.pretrained import DEFAULT_PRETRAINED, pretrained_config
-from posekit.predictor import PosePredictor, load_rgb
+from posekit.apps.predictor import PosePredictor, load_rgb
 
 EXACT_PCK = 0.001       # PCK is a fraction here: 0.1 points
 EXACT_SHARE = 0.99

@@ -19,7 +19,7 @@ __all__ = ["create_model", "list_models", "PosePredictor", "PosekitError", "Data
 def __getattr__(name: str) -> Any:
     # The predictor pulls in OpenCV and the data pipeline; import it only when asked for.
     if name == "PosePredictor":
-        from .predictor import PosePredictor
+        from .apps.predictor import PosePredictor
 
         return PosePredictor
     raise AttributeError(f"module 'posekit' has no attribute {name!r}")

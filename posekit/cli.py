@@ -6,7 +6,6 @@ Errors a user can fix (bad file, bad config, wrong weights) print as one line an
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -25,7 +24,9 @@ def _parse_hw(text: str) -> tuple:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .engine import load_records, train
+    from .build import load_records
+    from .training.learning_curve import learning_curve_writer
+    from .training.trainer import train
 
     cfg = load_config(args.config, args.set)
     if args.output_dir:
@@ -36,22 +37,32 @@ def cmd_train(args: argparse.Namespace) -> int:
             val = load_records(cfg, "val")
         except PosekitError as exc:
             print(f"no periodic evaluation: {exc}")
-    def plot_curve(entry: dict) -> None:
-        # The whole history (metrics.jsonl, rewritten on --resume), so a resumed run's curve has every epoch.
-        from .viz import plot_learning_curve
-
-        metrics_file = Path(cfg.output_dir) / "metrics.jsonl"
-        history = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
-        plot_learning_curve(history, Path(cfg.output_dir) / "learning_curve.png", title=cfg.model.name)
-
-    result = train(cfg, resume=args.resume, progress=not args.no_progress, val_records=val, on_epoch_end=plot_curve)
+    result = train(cfg, resume=args.resume, progress=not args.no_progress, val_records=val,
+                   on_epoch_end=learning_curve_writer(cfg.output_dir, title=cfg.model.name))
     if os.environ.get("RANK", "0") == "0":      # under torchrun only rank 0 reports
         print(f"trained {result.steps} steps; checkpoint: {result.checkpoint}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .engine import build_model, evaluate_model, load_records, select_device
+    from .build import build_model, load_records
+    from .evaluation.evaluate import evaluate_model
+    from .evaluation.report import format_metrics, write_eval_report
+    from .runtime import select_device
+
+    cfg = _eval_config(args)
+    model = build_model(cfg).to(select_device(cfg.train.device))
+    metrics = evaluate_model(cfg, model, load_records(cfg, "val"), progress=not args.no_progress,
+                             results_path=Path(args.results) if args.results else None)
+    print(format_metrics(metrics))
+    written = write_eval_report(cfg, metrics, json_path=args.json)
+    if written:
+        print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _eval_config(args: argparse.Namespace):
+    """The config eval runs: CONFIG (a file or a shipped model's name) with --weights, --det-file and --set."""
     from .models.pretrained import load_config_or_pretrained
 
     overrides = list(args.set)
@@ -64,94 +75,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cfg.output_dir = args.output_dir
     if not cfg.model.weights:
         raise PosekitError("no weights: pass --weights FILE (or set model.weights)")
-    model = build_model(cfg).to(select_device(cfg.train.device))
-    records = load_records(cfg, "val")
-    results_path = Path(args.results) if args.results else None
-    metrics = evaluate_model(cfg, model, records, progress=not args.no_progress, results_path=results_path)
-    # Per-person arrays (for the PCK curve) when evaluate_model hands them back; never printed or dumped.
-    samples = metrics.pop("samples", None)
-    print(format_metrics(metrics))
-    if args.json:
-        Path(args.json).write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False))
-    if cfg.test.metric in ("pck", "pckh"):
-        from .engine import dataset_skeleton
-        from .report import write_report
-        from .scoring import eval_result
-
-        result = eval_result(cfg.test.metric, metrics, dataset_skeleton(cfg), cfg.model.name, samples,
-                             alpha=cfg.test.pck_alpha)
-        written = write_report([result], cfg.output_dir)
-        print("wrote " + ", ".join(str(p) for p in written))
-    return 0
-
-
-def _json_safe(value):
-    """NaN (a joint never labelled) becomes null: strict JSON has no NaN."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, float) and value != value:
-        return None
-    return value
-
-
-def format_metrics(metrics: dict) -> str:
-    lines = []
-    if "table" in metrics:
-        return metrics["table"]
-    if "per_joint" in metrics:
-        lines.append(f"{'joint':<14} PCK")
-        for name, value in metrics["per_joint"].items():
-            lines.append(f"{name:<14} {value * 100:6.2f}")
-        lines.append(f"{'mean':<14} {metrics['pck'] * 100:6.2f}")
-        lines.append(f"PCK@{metrics['alpha']} over {metrics['people']} people ({metrics['excluded_people']} without a "
-                     "measurable torso left out)")
-    else:
-        for key, value in metrics.items():
-            lines.append(f"{key:<14} {value:.4f}" if isinstance(value, float) else f"{key:<14} {value}")
-    return "\n".join(lines)
+    return cfg
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    import torch
-
-    from .flops import model_summary
+    from .deploy.modelcard import describe_model, model_card
+    from .fileio import atomic_write_bytes
     from .models import list_models
+    from .models.pretrained import PRETRAINED
 
     if args.pretrained:
-        from .models.pretrained import PRETRAINED
-
-        for entry in PRETRAINED.values():
-            print(f"{entry.name}  {entry.summary}")
-        return 0
-    if args.card:
-        from .checkpoints import atomic_write_bytes
-        from .modelcard import model_card
-
+        print("\n".join(f"{entry.name}  {entry.summary}" for entry in PRETRAINED.values()))
+    elif args.card:
         atomic_write_bytes(args.card, model_card(Path(args.configs)).encode())
         print(f"wrote {args.card}")
-        return 0
-    if args.model is None:
+    elif args.model is None:
         print("\n".join(list_models()))
-        return 0
-    hw = args.input or (256, 192)
-    summary = model_summary(args.model, hw, num_keypoints=args.num_keypoints)
-    print(f"model        {args.model}")
-    print(f"input        {hw[0]}x{hw[1]}")
-    print(f"parameters   {summary['params']:,}")
-    print(f"MACs         {summary['macs']:,}  ({summary['gmacs']:.1f} G, MACs / 2^30 as in the papers' tables)")
-    for i, shape in enumerate(summary.get("output_shapes", [])):
-        print(f"output {i}     {tuple(shape)}")
-    if args.bench:
-        from .modelcard import forward_ms
-
-        for batch in (1, 8):
-            ms = forward_ms(args.model, hw, args.num_keypoints, batch)
-            print(f"CPU forward  batch {batch}: {ms:.1f} ms ({torch.get_num_threads()} threads)")
+    else:
+        print(describe_model(args.model, args.input or (256, 192), args.num_keypoints, bench=args.bench))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .apps.demo import run_demo
 
     run_demo(Path(args.out), num_train=args.train_images, num_val=args.val_images, seconds=args.seconds,
              seed=args.seed, progress=not args.no_progress)
@@ -159,15 +105,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-    from tqdm import tqdm
-
-    from .checkpoints import atomic_write_bytes
-    from .config import load_config
-    from .metrics import write_coco_results
     from .models.pretrained import DEFAULT_PRETRAINED, load_config_or_pretrained
-    from .predictor import PosePredictor, detections_by_file_name, find_inputs
-    from .viz import save_image
+    from .apps.predictor import PosePredictor
+    from .apps.predict_files import check_inputs, predict_files
+    from .apps.tracking import OneEuroSettings
 
     config, inputs = _predict_config_and_inputs(args.inputs)
     if not inputs:
@@ -177,130 +118,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise PosekitError("--weights needs a CONFIG (posekit predict CONFIG INPUT... --weights FILE)")
         config = DEFAULT_PRETRAINED
     cfg = load_config_or_pretrained(config, args.set)
-    images, videos = find_inputs(inputs)
-    if not images and not videos:
-        raise PosekitError(f"no image or video files ({', '.join(inputs)})")
-    track = args.track or args.smooth
-    if videos and args.det_file and args.ann:
-        raise PosekitError("--ann names the images of --det-file; for a video, the detections' image_id is the "
-                           "frame index and --ann is not used: predict images and videos in separate runs")
+    images, videos = check_inputs(inputs, args.det_file, args.ann)     # before the model loads
     predictor = PosePredictor.from_config(cfg, weights=args.weights, device=args.device,
                                           flip_test=False if args.no_flip else None, backend=args.backend)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-
-    def new_tracker():
-        from .tracking import OneEuroSettings, PoseTracker
-
-        smoothing = OneEuroSettings(args.min_cutoff, args.beta, args.d_cutoff) if args.smooth else None
-        return PoseTracker(predictor.skeleton.sigmas, keypoint_threshold=cfg.test.in_vis_thre, smoothing=smoothing)
-
-    if images:
-        detections = None
-        if args.det_file:
-            if not args.ann:
-                raise PosekitError("--det-file needs --ann: the COCO annotation file whose 'images' name the detections' images")
-            detections = detections_by_file_name(args.det_file, args.ann, args.score_threshold)
-        coco, drawn_names = [], set()
-        entries: dict = {}
-        errors: list = []
-        people = skipped = 0
-        # Without detections each whole image is one person (its id: its position in the list); with them, an
-        # image the annotation file does not name has no id and nobody in it.
-        ids_boxes = [(n, None) if detections is None else detections.get(p.name, (None, np.zeros((0, 5))))
-                     for n, p in enumerate(images)]
-        bar = tqdm(total=len(images), desc="predict", disable=args.no_progress or len(images) < 2, leave=False,
-                   unit="image")
-
-        def unreadable(n, error):
-            errors.append(error)
-            entries[n] = {"file": str(images[n]), "image_id": ids_boxes[n][0], "people": [], "skipped_boxes": 0,
-                          "error": getattr(error, "problem", str(error))}
-            if len(images) > 1:       # a lone image's error is the run's one-line error, said once
-                print(f"posekit: warning: {error} (skipped)", file=sys.stderr)
-            bar.update(1)
-
-        def done(n, poses, n_skipped):
-            nonlocal people, skipped, coco
-            path, image_id = images[n], ids_boxes[n][0]
-            entries[n] = {"file": str(path), "image_id": image_id, "people": [p.to_dict() for p in poses],
-                          "skipped_boxes": n_skipped}
-            if image_id is not None:
-                coco += predictor.to_coco_results(poses, image_id, nms=False if track else None)
-            people += len(poses)
-            skipped += n_skipped
-            if args.draw:
-                name = f"{path.stem}.png" if f"{path.stem}.png" not in drawn_names else f"{path.stem}_{n}.png"
-                drawn_names.add(name)
-                save_image(out / "drawn" / name, predictor.draw(path, poses, score_threshold=args.draw_threshold))
-            bar.update(1)
-
-        try:
-            if track:
-                # The images, in name order, are the frames of one sequence; an unreadable one is a skipped frame.
-                from .errors import DataError
-                from .predictor import load_rgb
-
-                tracker, current = new_tracker(), {}
-
-                def frames():
-                    for n, path in enumerate(images):
-                        try:
-                            image = load_rgb(path)
-                        except DataError as error:
-                            unreadable(n, error)
-                            continue
-                        current["n"] = n
-                        yield n, image
-
-                boxes_by_index = {n: boxes for n, (_, boxes) in enumerate(ids_boxes)}
-                for poses in predictor.track(frames(), boxes_by_index, tracker=tracker):
-                    done(current["n"], poses, tracker.skipped_boxes)
-            else:
-                chunk = max(1, cfg.test.batch_size)   # several images per call: their crops share batches
-                for start in range(0, len(images), chunk):
-                    paths, part = images[start:start + chunk], ids_boxes[start:start + chunk]
-                    all_poses = predictor.predict_many(paths, [boxes for _, boxes in part], skip_unreadable=True)
-                    bad = dict(predictor.unreadable)
-                    for k, (poses, n_skipped) in enumerate(zip(all_poses, predictor.skipped_per_image)):
-                        if k in bad:
-                            unreadable(start + k, bad[k])
-                        else:
-                            done(start + k, poses, n_skipped)
-        finally:
-            bar.close()
-        if len(errors) == len(images) and not videos:
-            if len(errors) == 1:
-                raise errors[0]
-            raise PosekitError(f"none of the {len(images)} images could be read (first: {errors[0]})")
-        atomic_write_bytes(out / "poses.json", json.dumps([entries[n] for n in range(len(images))]).encode())
-        written = [str(out / "poses.json")]
-        if detections is not None:
-            # write_coco_results keeps the COCO fields only; tracked results keep their track ids.
-            if track:
-                atomic_write_bytes(out / "keypoints_results.json", json.dumps(coco).encode())
-                written.append(str(out / "keypoints_results.json"))
-            else:
-                written.append(str(write_coco_results(coco, out / "keypoints_results.json")))
-        if args.draw:
-            written.append(str(out / "drawn"))
-        bad_note = f" ({len(errors)} unreadable, skipped)" if errors else ""
-        print(f"{len(images)} images{bad_note}, {people} people, {skipped} boxes skipped (empty or outside the image)")
-        print("wrote " + ", ".join(written))
-
-    if videos:
-        from .video import predict_video, read_video_detections
-
-        video_dets = read_video_detections(args.det_file, args.score_threshold) if args.det_file else None
-        stems: set = set()
-        for video in videos:
-            name = video.stem if video.stem not in stems else f"{video.stem}_{len(stems)}"
-            stems.add(name)
-            result = predict_video(predictor, video, out / name, track=track,
-                                   tracker=new_tracker() if track else None, detections=video_dets,
-                                   draw_threshold=args.draw_threshold, progress=not args.no_progress)
-            print(result.summary())
-            print(f"wrote {result.codec_note}, {result.frames_dir}{os.sep} ({result.frames} JSON), {result.results}")
+    smoothing = OneEuroSettings(args.min_cutoff, args.beta, args.d_cutoff) if args.smooth else None
+    predict_files(predictor, images + videos, args.out, draw=args.draw, draw_threshold=args.draw_threshold,
+                  track=args.track, smoothing=smoothing, det_file=args.det_file, ann_file=args.ann,
+                  score_threshold=args.score_threshold, progress=not args.no_progress, log=print,
+                  warn=lambda line: print(f"posekit: warning: {line}", file=sys.stderr))
     return 0
 
 
@@ -318,7 +143,7 @@ def _predict_config_and_inputs(positionals: List[str]) -> tuple:
 def cmd_convert(args: argparse.Namespace) -> int:
     import yaml
 
-    from .convert import convert_checkpoint
+    from .deploy.convert import convert_checkpoint
 
     kwargs = {}
     if args.model_kwargs:
@@ -339,8 +164,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .report import format_notes, format_per_joint_table, format_summary_table, write_report
-    from .scoring import parse_subset, score_files
+    from .evaluation.report import format_notes, format_per_joint_table, format_summary_table, write_report
+    from .evaluation.scoring import parse_subset, score_files
 
     joint_ids = None
     if args.joint_ids:
@@ -366,7 +191,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_onnx
+    from .deploy.onnx import export_onnx
 
     if args.format != "onnx":
         raise PosekitError(f"unknown export format {args.format!r}; known: onnx")
@@ -374,14 +199,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise PosekitError("name the model with exactly one of --config FILE or --model NAME")
     if args.config:
         from .config import load_config
-        from .engine import build_model
+        from .build import build_model
 
         cfg = load_config(args.config, args.set)
         model = build_model(cfg, load=False)
         weights = args.weights or cfg.model.weights
         input_hw = args.input or cfg.input_hw
     else:
-        from .modelcard import settings_for
+        from .deploy.modelcard import settings_for
         from .models import MODELS, create_model
 
         if args.model not in MODELS:
@@ -391,7 +216,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         weights = args.weights
         input_hw = args.input or default_hw
     if weights:
-        from .checkpoints import load_weights
+        from .weightfiles import load_weights
 
         load_weights(model, weights)
     elif not args.random_weights:
@@ -405,10 +230,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.data is not None:
-        from .data import pipeline_bench   # helper module of the data-pipeline benchmark
-
-        return pipeline_bench.main_from_args(args)
-    from .bench import DEFAULT_MODELS, format_table, run_bench, write_json
+        # It times the dataset against its test oracle, which lives with the tests in the repository.
+        print("posekit: error: the data-pipeline benchmark is a repository script: "
+              "python benchmarks/data_pipeline.py --config CONFIG [--set KEY=VALUE] [--samples N] [--workers 0 1 2]",
+              file=sys.stderr)
+        return 2
+    from .deploy.bench import DEFAULT_MODELS, format_table, run_bench, write_json
 
     result = run_bench(args.models or list(DEFAULT_MODELS), input_hw=args.input, batches=args.batch,
                        backends=args.backend, threads=args.threads, repeats=args.repeats, warmup=args.warmup,
@@ -562,14 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ceiling", action="store_true", help="skip measuring the conv ceiling")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    p.add_argument("--data", nargs="*", default=None, metavar="CONFIG",
-                   help="benchmark the data pipeline (decode + augment + targets) of these training configs instead "
-                        "(none given: a built-in synthetic COCO-size pipeline); samples/s per core, fast vs reference")
-    p.add_argument("--samples", type=int, default=256, help="--data: samples timed per pipeline")
-    p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="--data: DataLoader worker counts")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="--data: config override for every config (e.g. data.root=/data/coco)")
-    p.add_argument("--no-reference", action="store_true", help="--data: skip the straightforward reference pipeline")
+    p.add_argument("--data", nargs="*", default=None, help=argparse.SUPPRESS)   # moved to benchmarks/
     p.set_defaults(func=cmd_bench)
     return parser
 

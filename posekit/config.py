@@ -1,20 +1,54 @@
 """Configs: plain YAML files mapped onto dataclasses, with ``--set key=value`` overrides.
 
 Every recipe number of a paper lives in its YAML file; the defaults below are the official HRNet COCO
-recipe so that a short YAML only states what differs. Unknown keys and wrong types are errors that name
-the file and the key.
+recipe so that a short YAML only states what differs. Unknown keys, wrong types, values outside a setting's
+allowed set and settings that contradict each other (:func:`validate`) are errors that name the file and the key,
+raised when the file is read rather than when the setting is first used.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import yaml
 
 from .errors import ConfigError
+
+# The allowed values of every enum-like setting. The field annotations below name these types, so the loader
+# checks them when a file or an override is read; the modules that act on a setting import the tuples from here
+# (this module imports nothing of posekit but errors, so every module can).
+DataFormat = Literal["coco", "mpii", "flic", "lsp", "synthetic", "crowdpose", "ochuman", "aic", "posetrack"]
+ValSplit = Literal["test", "holdout"]
+Distribution = Literal["normal", "uniform", "torch7"]
+HalfBodyStyle = Literal["hrnet", "mspn"]
+Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
+LrSchedule = Literal["multistep", "step", "cosine", "linear", "constant"]
+LrScale = Literal["none", "linear"]
+Amp = Literal["auto", "off", "bf16", "fp16"]
+Metric = Literal["coco", "pck", "pckh"]
+NmsMode = Literal["oks", "soft_oks", "none"]
+Decoding = Literal["quarter", "dark"]
+
+VAL_SPLITS: Tuple[str, ...] = typing.get_args(ValSplit)
+NMS_MODES: Tuple[str, ...] = typing.get_args(NmsMode)
+DECODINGS: Tuple[str, ...] = typing.get_args(Decoding)
+
+# data.format -> the keypoint set its files are in, and the data.skeleton names that fit it.
+FORMAT_SKELETONS: Dict[str, Tuple[str, ...]] = {
+    "crowdpose": ("crowdpose",),
+    "ochuman": ("ochuman", "coco"),
+    "aic": ("aic",),
+    "posetrack": ("posetrack",),
+}
+# LSP's standard protocol: images 1-1000 train, 1001-2000 test; data.holdout is taken from the training half.
+LSP_TRAIN_COUNT = 1000
+# train.device: auto or a device that training knows (select_device, amp_settings and sync_bn handle CPU and CUDA).
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclass
@@ -38,7 +72,7 @@ class DataConfig:
     # training, its test split for val) | flic (train.h5 / valid.h5) | lsp | synthetic (COCO layout) |
     # crowdpose | ochuman | aic (COCO-converted or release JSON) | posetrack (COCO layout or a directory of
     # per-video JSONs); the last four need data.skeleton of the same name (ochuman: or coco)
-    format: str = "coco"
+    format: DataFormat = "coco"
     root: str = "data/coco"
     skeleton: str = "coco"
     # Train and test on these joints of the dataset, in this order (CPM's 14 of MPII's 16); null = all.
@@ -54,7 +88,7 @@ class DataConfig:
     holdout: Optional[List[int]] = None
     # What evaluation scores (posekit eval and the periodic evaluation while training): test (the benchmark's
     # test split) | holdout (data.holdout).
-    val_split: str = "test"
+    val_split: ValSplit = "test"
     input_size: List[int] = field(default_factory=lambda: [256, 192])   # height, width
     box_padding: float = 1.25
     # Test-time growth of box width and height before the aspect fit (MSPN: 0.09, 0.135; training uses
@@ -79,7 +113,7 @@ class AugmentConfig:
     #   uniform (CPM, MSPN): s *= U(1 - f, 1 + f), rot = U(-r, r)
     #   torch7 (Newell's hourglass): s *= 2^clip(N(0,1) f, -2f, 2f), rot = clip(N(0,1) r, -2r, 2r)
     # the rotation is applied with probability rotation_prob, else 0.
-    distribution: str = "normal"
+    distribution: Distribution = "normal"
     # MSPN's training box: width/height x (1 + box_extension) x (1 + U(0,1) random_box_extension) before the
     # aspect fit, and the scale multiplied by scale_shrink before the random scale (0.05 / 0.6, 0.8 / 0.8 on COCO).
     box_extension: List[float] = field(default_factory=lambda: [0.0, 0.0])
@@ -91,7 +125,7 @@ class AugmentConfig:
     half_body_prob: float = 0.3
     half_body_min_joints: int = 8       # half-body needs more than this many labelled joints
     half_body_scale: float = 1.5
-    half_body_style: str = "hrnet"      # hrnet | mspn (see transforms.half_body_center_scale)
+    half_body_style: HalfBodyStyle = "hrnet"    # hrnet | mspn (see transforms.half_body_center_scale)
     half_body_extension: List[float] = field(default_factory=lambda: [0.6, 0.8])   # mspn style only
     # Joints that count as upper body for the half-body crop (null: the keypoint set's; MSPN on COCO adds the hips)
     half_body_upper: Optional[List[int]] = None
@@ -103,13 +137,13 @@ class AugmentConfig:
 class TrainConfig:
     epochs: int = 210
     batch_size: int = 32                # per process
-    optimizer: str = "adam"             # adam | adamw | sgd | rmsprop
+    optimizer: Optimizer = "adam"       # adam | adamw | sgd | rmsprop
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 0.0           # the official yaml's 1e-4 is not passed to Adam
     # multistep (at the epochs in lr_steps) | step (every lr_step_iters iterations, Caffe "step") |
     # cosine | linear (per iteration, to 0 at the end) | constant
-    lr_schedule: str = "multistep"
+    lr_schedule: LrSchedule = "multistep"
     lr_steps: List[int] = field(default_factory=lambda: [170, 200])
     lr_step_iters: int = 0
     lr_factor: float = 0.1
@@ -117,7 +151,7 @@ class TrainConfig:
     warmup_iters: int = 0
     warmup_factor: float = 0.001
     workers: int = 4
-    amp: str = "auto"                   # auto (bf16/fp16 on CUDA, off on CPU) | off | bf16 | fp16
+    amp: Amp = "auto"                   # auto (bf16/fp16 on CUDA, off on CPU) | off | bf16 | fp16
     device: str = "auto"                # auto | cpu | cuda | cuda:N
     seed: int = 0
     checkpoint_every: int = 1000        # steps; a checkpoint is also written at every epoch end
@@ -134,7 +168,7 @@ class TrainConfig:
     ema_decay: float = 0.0
     # Learning rate under data parallelism: none (train.lr as given) | linear (Goyal et al.: train.lr x
     # batch_size x processes x accumulate_steps / lr_reference_batch).
-    lr_scale: str = "none"
+    lr_scale: LrScale = "none"
     lr_reference_batch: int = 0         # the total batch train.lr was tuned for; 0 = train.batch_size (1 process)
     sync_bn: bool = False               # SyncBatchNorm across processes (CUDA only; batch statistics of all GPUs)
     keep_checkpoints: int = 3           # newest step checkpoints kept; 0 = all
@@ -148,7 +182,7 @@ class TrainConfig:
 
 @dataclass
 class TestConfig:
-    metric: str = "coco"                # coco | pck (torso, LSP/FLIC) | pckh (MPII)
+    metric: Metric = "coco"             # coco | pck (torso, LSP/FLIC) | pckh (MPII)
     batch_size: int = 32
     flip_test: bool = True
     shift_heatmap: bool = True
@@ -167,13 +201,13 @@ class TestConfig:
     in_vis_thre: float = 0.2
     # Person NMS before COCO scoring (spec 1.7): oks (HRNet default: greedy, drops OKS > oks_thre) |
     # soft_oks (HRNet TEST.SOFT_NMS: Gaussian score decay, at most 20 kept) | none (rescoring only, all kept)
-    nms: str = "oks"
+    nms: NmsMode = "oks"
     oks_thre: float = 0.9
     pck_alpha: float = 0.2
     blur_kernel: int = 0                # MSPN decoding blur (5 COCO, 9 MPII), DARK's blur; 0 = the codec's default
     # Decoding of Gaussian heatmaps: quarter (official HRNet: argmax + 0.25 px toward the higher neighbour) |
     # dark (Zhang et al. CVPR 2020: blur, log, one Newton step; most useful on coarse heatmaps)
-    decode: str = "quarter"
+    decode: Decoding = "quarter"
     # Multi-scale test: each person is also cropped around the same centre with a window f times the usual one
     # (box_padding x f), and the heatmaps, resampled into the f = 1 crop, are averaged. [1.0] = single scale.
     # CPM's release searches image magnifications m = 0.7 .. 1.3 (spec 2.7): that is f = 1 / m.
@@ -209,6 +243,12 @@ def _check_type(value: Any, annotation: Any, where: str, source: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _check_type(value, inner[0], where, source)
     if annotation is Any:
+        return value
+    if origin is Literal:
+        # type() too: YAML's true must not pass for a 1, nor 1 for a 1.0
+        if not any(type(value) is type(allowed) and value == allowed for allowed in args):
+            hint = " (YAML reads a bare on/off/yes/no as a boolean: quote the word)" if isinstance(value, bool) else ""
+            raise ConfigError(f"{where} must be {_alternatives(args)}, got {value!r}{hint}", source)
         return value
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -254,11 +294,9 @@ def _apply(obj: Any, values: Dict[str, Any], prefix: str, source: str) -> None:
 
 
 def config_from_dict(values: Dict[str, Any], source: str = "<config>") -> Config:
-    cfg = Config()
-    if values:
-        if not isinstance(values, dict):
-            raise ConfigError("top level must be a mapping", source)
-        _apply(cfg, values, "", source)
+    """A Config from plain values (a parsed YAML document), checked as a file is (``source`` names it)."""
+    cfg = _from_values(values, source)
+    validate(cfg, source)
     return cfg
 
 
@@ -275,12 +313,97 @@ def load_config(path: Optional[Union[str, Path]], overrides: Sequence[str] = ())
             values = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"not valid YAML: {str(exc).splitlines()[0]}", path) from None
-    cfg = config_from_dict(values, source)
-    apply_overrides(cfg, overrides)
+    cfg = _from_values(values, source)
+    _override(cfg, overrides)
+    # Validated once, after the overrides: together they may settle what the file alone leaves contradictory
+    # (--set data.format=crowdpose --set data.skeleton=crowdpose on a COCO config).
+    validate(cfg, f"{source} with --set" if overrides else source)
     return cfg
 
 
 def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
+    """Apply ``key.sub=value`` overrides to cfg (in place) and validate the result."""
+    _override(cfg, overrides)
+    validate(cfg, "--set")
+    return cfg
+
+
+def validate(cfg: Config, source: str = "<config>") -> None:
+    """The rules between settings (and the ranges) that the config alone decides; a ConfigError names the first
+    broken one. Loading calls it, so that a contradiction stops a run before any data or model is read; training
+    and evaluation call it again, for a config changed in Python after loading."""
+    _check_choices(cfg, "", source)
+    data, train, test = cfg.data, cfg.train, cfg.test
+
+    fitting = FORMAT_SKELETONS.get(data.format)
+    if fitting is not None and data.skeleton not in fitting:
+        raise ConfigError(f"data.format {data.format} holds {fitting[0]} keypoints: set data.skeleton to "
+                          f"{' or '.join(fitting)} (it is {data.skeleton!r})", source)
+    if data.keypoint_subset is not None and len(data.keypoint_subset) != cfg.model.num_keypoints:
+        raise ConfigError(f"data.keypoint_subset keeps {len(data.keypoint_subset)} joints but model.num_keypoints "
+                          f"is {cfg.model.num_keypoints}", source)
+    if data.holdout is not None and (len(data.holdout) != 2
+                                     or not 1 <= data.holdout[0] <= data.holdout[1] <= LSP_TRAIN_COUNT):
+        raise ConfigError(f"data.holdout must be [first, last] LSP image numbers within 1-{LSP_TRAIN_COUNT}, "
+                          f"got {data.holdout}", source)
+    if data.val_split == "holdout":
+        # Only the LSP reader holds images out; any other format would silently score its test split.
+        if data.format != "lsp":
+            raise ConfigError(f"data.val_split is holdout but data.format is {data.format} (a holdout split is "
+                              f"LSP's: data.format lsp)", source)
+        if data.holdout is None:
+            raise ConfigError("data.val_split is holdout but data.holdout is not set", source)
+
+    if not _DEVICE.fullmatch(train.device):
+        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {train.device!r}", source)
+    if train.batch_size < 1:
+        raise ConfigError(f"train.batch_size must be at least 1, got {train.batch_size}", source)
+    if train.accumulate_steps < 1:
+        raise ConfigError(f"train.accumulate_steps must be at least 1, got {train.accumulate_steps}", source)
+    if not 0.0 <= train.ema_decay < 1.0:
+        raise ConfigError(f"train.ema_decay must be in [0, 1), got {train.ema_decay}", source)
+    if train.keep_checkpoints < 0:
+        raise ConfigError(f"train.keep_checkpoints must be 0 (all) or more, got {train.keep_checkpoints}", source)
+    if train.lr_reference_batch < 0:
+        raise ConfigError(f"train.lr_reference_batch must be 0 or more, got {train.lr_reference_batch}", source)
+
+    if not test.scales:
+        raise ConfigError("test.scales must list at least one scale factor (1.0 = the usual crop)", source)
+    bad_scales = [f for f in test.scales if not math.isfinite(f) or f <= 0]
+    if bad_scales:
+        raise ConfigError(f"test.scales must be positive, got {bad_scales[0]!r}", source)
+    if not test.use_gt_bbox and not test.det_file:
+        raise ConfigError("test.use_gt_bbox is false but test.det_file is not set", source)
+
+
+def _check_choices(obj: Any, prefix: str, source: str) -> None:
+    """Every enum-like (Literal) setting again: assignments in Python bypass the loader's check."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_choices(value, f"{prefix}{f.name}.", source)
+        elif typing.get_origin(hints[f.name]) is Literal:
+            _check_type(value, hints[f.name], f"{prefix}{f.name}", source)
+
+
+def _alternatives(values: Sequence[Any]) -> str:
+    # The wording of the use-site checks these replace ("none or linear", "oks, soft_oks, none"): bare values,
+    # each one a word that can be pasted back into the YAML.
+    words = [str(v) for v in values]
+    return " or ".join(words) if len(words) == 2 else ", ".join(words)
+
+
+def _from_values(values: Dict[str, Any], source: str) -> Config:
+    cfg = Config()
+    if values:
+        if not isinstance(values, dict):
+            raise ConfigError("top level must be a mapping", source)
+        _apply(cfg, values, "", source)
+    return cfg
+
+
+def _override(cfg: Config, overrides: Sequence[str]) -> None:
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.sub=value", "--set")
@@ -295,7 +418,8 @@ def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
-        # A bare word that YAML reads as a number stays valid for str fields (e.g. a folder named 2017).
+        # A bare word that YAML reads as a number or a boolean stays valid for str fields (a folder named 2017,
+        # train.amp=off).
         try:
             _apply(cfg, nested, "", "--set")
         except ConfigError:
@@ -304,4 +428,3 @@ def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
                 _apply(cfg, nested, "", "--set")
             else:
                 raise
-    return cfg

@@ -1,8 +1,20 @@
+"""Fixtures shared by the test suite: the real data beside the repository, one synthetic dataset factory, one
+tiny training config factory, and one way to give a model non-trivial weights.
+
+Tiers: ``pytest -m "not slow"`` is the quick loop (seconds to a couple of minutes); tests marked ``slow`` start
+subprocesses (the CLI, torchrun), export ONNX graphs or train for many steps. ``.ci/run`` runs everything.
+"""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Any, Callable, Dict, Tuple
 
 import pytest
+import torch
+from torch import nn
+
+from posekit.data.synthetic import synthetic_splits
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -13,3 +25,55 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data not present: real-data test skipped")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> Callable[..., Path]:
+    """``synthetic_data(num_train, num_val, seed, image_size)`` -> the root of a synthetic COCO-layout dataset
+    (``train/`` and ``val/`` with ``annotations.json``), made once per distinct set of arguments in the session."""
+    made: Dict[Tuple[Any, ...], Path] = {}
+
+    def make(num_train: int = 32, num_val: int = 4, seed: int = 0, image_size: Tuple[int, int] = (48, 48)) -> Path:
+        key = (num_train, num_val, seed, tuple(image_size))
+        if key not in made:
+            root = tmp_path_factory.mktemp(f"synthetic_{num_train}_{num_val}_{seed}")
+            synthetic_splits(root, num_train=num_train, num_val=num_val, seed=seed, image_size=tuple(image_size))
+            made[key] = root
+        return made[key]
+
+    return make
+
+
+def tiny_config(root: Path, out: Path, **sections: Dict[str, Any]) -> Dict[str, Any]:
+    """The config dict of a tiny HRNet (width 8) trained on a synthetic dataset at ``root``, writing to ``out``.
+    Each keyword is a config section whose keys replace the defaults' (``train={"epochs": 3}``, ``model={"kwargs":
+    {...}}`` replaces the whole kwargs); ``output_dir`` is the one plain value."""
+    base = {
+        "model": {"name": "hrnet_w16_small", "num_keypoints": 14, "kwargs": {"width": 8, "stem_width": 16}},
+        "data": {"format": "synthetic", "root": str(root), "skeleton": "synthetic",
+                 "train_ann": "train/annotations.json", "train_images": "train",
+                 "val_ann": "val/annotations.json", "val_images": "val", "input_size": [32, 32]},
+        "augment": {"half_body_prob": 0.0},
+        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "lr_schedule": "constant", "workers": 0,
+                  "eval_every": 0, "checkpoint_every": 0, "device": "cpu"},
+        "test": {"metric": "pck", "batch_size": 16},
+        "output_dir": str(out),
+    }
+    config = copy.deepcopy(base)
+    for section, values in sections.items():
+        config[section] = {**config.get(section, {}), **values} if isinstance(values, dict) else values
+    return config
+
+
+def randomized(model: nn.Module, seed: int = 0, batches_tracked: int = 5) -> nn.Module:
+    """Non-trivial weights and BatchNorm statistics, so that equal outputs mean equal weights."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if name.endswith("num_batches_tracked"):
+                t.fill_(batches_tracked)
+            elif name.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            else:
+                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
+    return model.eval()

@@ -55,6 +55,7 @@ def test_bad_inputs_are_one_line_errors(capsys, tmp_path):
     _one_line_error(capsys, ["eval", CONFIG, "--weights", str(garbage), "--set", f"data.root={missing}"], str(garbage))
 
 
+@pytest.mark.slow
 def test_module_entry_point_and_debug_traceback(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("nope: 1\n")
@@ -69,7 +70,7 @@ def test_predict_on_real_images_with_their_detection_boxes(shared_data, tmp_path
 
     import torch
 
-    from posekit.checkpoints import save_weights
+    from posekit.weightfiles import save_weights
     from posekit.models import create_model
 
     torch.manual_seed(0)

@@ -22,7 +22,7 @@ import scipy.io
 import torch
 
 import posekit
-from posekit.checkpoints import load_weights, read_state_dict, save_weights
+from posekit.weightfiles import load_weights, read_state_dict, save_weights
 from posekit.cli import main
 from posekit.codecs import GaussianHeatmap
 from posekit.config import load_config
@@ -38,7 +38,7 @@ from posekit.data.records import PersonRecord
 from posekit.errors import CheckpointError, ConfigError, DataError, PosekitError
 from posekit.fileio import read_json
 from posekit.models import create_model
-from posekit.predictor import PosePredictor, load_rgb
+from posekit.apps.predictor import PosePredictor, load_rgb
 from posekit.skeletons import COCO
 
 

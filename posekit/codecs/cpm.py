@@ -9,12 +9,12 @@ Hence after upsampling, pixel u *is* crop pixel u and the argmax needs no offset
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Hashable, Optional, Tuple
 
 import numpy as np
 import torch
 
-from .gaussian import ArrayLike
+from .base import ArrayLike, HeatmapCodec
 
 # Caffe skips grid points whose exponent d^2 / (2 sigma^2) exceeds this (literally 4.6052 ~ ln 100: values < 1 %).
 EXPONENT_CUTOFF = 4.6052
@@ -89,7 +89,7 @@ def cubic_upsample_matrix(in_len: int, factor: int, a: float = MATLAB_CUBIC_A) -
     return matrix
 
 
-class CPMBeliefMap:
+class CPMBeliefMap(HeatmapCodec):
     """CPM's ideal belief maps (Caffe ``generateLabelMap``) and their decoding (release ``applyModel.m``).
 
     input_hw / heatmap_hw: crop and map sizes (368 x 368 -> 46 x 46, stride 8).
@@ -118,6 +118,16 @@ class CPMBeliefMap:
         self.grid_y = sy / 2.0 - 0.5 + sy * np.arange(self.heatmap_hw[0], dtype=np.float64)
         self._upsample_y = cubic_upsample_matrix(self.heatmap_hw[0], sy, self.cubic_a).astype(np.float32)
         self._upsample_x = cubic_upsample_matrix(self.heatmap_hw[1], sx, self.cubic_a).astype(np.float32)
+
+    @property
+    def grid_offset_xy(self) -> Tuple[float, float]:
+        # Caffe's grid: cell g on start + stride * g, start = stride / 2 - 0.5 (the module docstring).
+        sx, sy = self.stride_xy
+        return sx / 2 - 0.5, sy / 2 - 0.5
+
+    def target_settings(self) -> Tuple[Hashable, ...]:
+        # cubic_a only shapes decoding.
+        return self.sigma, self.background, self.people
 
     def encode(self, xy: np.ndarray, visibility: np.ndarray, others: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
         """xy K x 2 (crop px), visibility K (COCO flags), others M x K x 3 or None -> (C x h x w, C ones).

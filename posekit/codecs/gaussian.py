@@ -3,16 +3,21 @@ and flipping heatmaps back for the flip test (spec 1.5)."""
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Hashable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-ArrayLike = Union[np.ndarray, torch.Tensor]
+from ..config import DECODINGS
+from .base import ArrayLike, HeatmapCodec
 
 
-class GaussianHeatmap:
-    """The official HRNet target (spec 1.2) and decoder (argmax + quarter offset, spec 1.4)."""
+class GaussianHeatmap(HeatmapCodec):
+    """The official HRNet target (spec 1.2) and decoder (argmax + quarter offset, spec 1.4).
+
+    Heatmap point g stands for input pixel ``stride * g`` (the centre is rounded to the nearest cell on encoding,
+    and ``decode`` multiplies by the stride).
+    """
 
     def __init__(self, input_hw: Tuple[int, int], heatmap_hw: Tuple[int, int], sigma: float, post_process: bool = True,
                  decoding: str = "quarter", dark_kernel: int = 0):
@@ -49,6 +54,13 @@ class GaussianHeatmap:
         profile *= (pos >= ul) & (pos < br)
         return profile
 
+    @property
+    def grid_offset_xy(self) -> Tuple[float, float]:
+        return 0.0, 0.0
+
+    def target_settings(self) -> Tuple[Hashable, ...]:
+        return (self.sigma,)
+
     def encode(self, keypoints: np.ndarray, visible: np.ndarray, others: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
         """keypoints K x 2 (input pixels), visible K (> 0 means supervised) -> heatmaps K x h x w, weights K.
 
@@ -80,9 +92,6 @@ class GaussianHeatmap:
         else:
             coords, maxvals = argmax_quarter_offset(heatmaps, self.post_process)
         return coords * self.stride_xy, maxvals
-
-
-DECODINGS = ("quarter", "dark")
 
 
 def dark_kernel_for(sigma: float) -> int:

@@ -7,13 +7,13 @@ border as ``cv2.GaussianBlur``'s default) uses our kernels too.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Hashable, Optional, Tuple
 
 import numpy as np
 import torch
 from scipy.ndimage import correlate1d
 
-from .gaussian import ArrayLike
+from .base import ArrayLike, HeatmapCodec
 
 # OpenCV's getGaussianKernel table for sigma <= 0 and odd sizes up to 7 (binomial coefficients).
 _SMALL_KERNELS = {
@@ -81,7 +81,7 @@ def _to_numpy(heatmaps: ArrayLike) -> np.ndarray:
     return np.asarray(heatmaps, dtype=np.float64)
 
 
-class MegviiHeatmap:
+class MegviiHeatmap(HeatmapCodec):
     """Official MSPN target (``generate_heatmap``) and decoder (``test.py::get_results``).
 
     input_hw / heatmap_hw: crop and heatmap (height, width), e.g. (256, 192) and (64, 48).
@@ -116,6 +116,15 @@ class MegviiHeatmap:
         """length x length: row i is the reflect-101 blur of an impulse at i, read along the axis."""
         taps = _tap_indices(length, len(self.kernel))
         return ((taps[None] == np.arange(length)[:, None, None]) * self.kernel).sum(axis=2)
+
+    @property
+    def grid_offset_xy(self) -> Tuple[float, float]:
+        # Floor bins: cell g covers input [stride g, stride (g + 1)), decoded at its centre stride g + stride / 2.
+        return float(self.stride_xy[0]) / 2, float(self.stride_xy[1]) / 2
+
+    def target_settings(self) -> Tuple[Hashable, ...]:
+        # The decoding blur does not shape the target.
+        return (self.kernel_size,)
 
     def weights(self, xy: np.ndarray, visibility: np.ndarray) -> np.ndarray:
         """Visibility flags, with 0 for joints outside [0, W_in - 1] x [0, H_in - 1] or with non-finite coordinates."""

@@ -32,14 +32,15 @@ mapping (the engine's job) and is not reproduced. Score = the maximum.
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Hashable, Optional, Tuple
 
 import numpy as np
 
-from .gaussian import ArrayLike, argmax_quarter_offset
+from .base import ArrayLike, HeatmapCodec
+from .gaussian import argmax_quarter_offset
 
 
-class Torch7Gaussian:
+class Torch7Gaussian(HeatmapCodec):
     """Torch7 hourglass target (``drawGaussian`` of an ``image.gaussian`` patch) and decoder (see module doc)."""
 
     def __init__(self, input_hw: Tuple[int, int], heatmap_hw: Tuple[int, int], sigma: float = 1.0,
@@ -61,6 +62,14 @@ class Torch7Gaussian:
         # The profiles of every cell whose patch touches the map (cells -r .. length - 1 + r), tabulated once.
         self._table_y, self._table_x = (
             self._profile(n, np.arange(-self.radius, n + self.radius, dtype=np.float64)) for n in self.heatmap_hw)
+
+    @property
+    def grid_offset_xy(self) -> Tuple[float, float]:
+        # Floor bins: cell g covers input [stride g, stride (g + 1)), decoded at its centre (Torch7's +0.5).
+        return float(self.stride_xy[0]) / 2, float(self.stride_xy[1]) / 2
+
+    def target_settings(self) -> Tuple[Hashable, ...]:
+        return self.sigma, self.exact_sigma, self.border_quirk
 
     def cells(self, keypoints: np.ndarray) -> np.ndarray:
         """K x 2 crop coordinates -> the integer heatmap cells Torch7 draws at (truncation toward zero)."""

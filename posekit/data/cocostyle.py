@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..config import FORMAT_SKELETONS
 from ..errors import ConfigError, DataError
 from ..fileio import read_json
 from ..skeletons import AIC, CROWDPOSE, OCHUMAN, POSETRACK, Skeleton
@@ -47,13 +48,8 @@ from .images import stored_size_wh
 from .records import NOT_LABELLED, OCCLUDED, VISIBLE, PersonRecord
 from .transforms import sanitize_box
 
-# data.format -> the keypoint set its files are in, and the data.skeleton names that fit it.
-FORMAT_SKELETONS: Dict[str, Tuple[str, ...]] = {
-    "crowdpose": ("crowdpose",),
-    "ochuman": ("ochuman", "coco"),
-    "aic": ("aic",),
-    "posetrack": ("posetrack",),
-}
+# The data.format values these readers take: COCO's, the synthetic set's, and those of FORMAT_SKELETONS
+# (data.format -> the keypoint set its files are in, and the data.skeleton names that fit it).
 COCO_STYLE_FORMATS = ("coco", "synthetic", *FORMAT_SKELETONS)
 
 # PCKh's head size, as MPII's: 0.6 x the head-box diagonal.

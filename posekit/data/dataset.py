@@ -1,11 +1,12 @@
 """The top-down dataset: PersonRecord -> (normalised crop, one target per supervised output, meta).
 
+The crop itself (window, affine, warp, normalisation) is :class:`.topdown.TopDownCrop`, shared with the predictor.
 One affine matrix carries every geometric augmentation (half-body, scale, rotation, flip); the same matrix
 maps the keypoints, so image and targets cannot drift apart. Augmentation randomness comes from a
 generator seeded by (seed, epoch, index): a sample's augmentation does not depend on which worker draws it,
 which keeps runs reproducible and resumable.
 
-Speed (measured by :mod:`posekit.data.pipeline_bench`). In training, a JPEG whose crop window is 2, 4 or 8
+Speed (measured by :mod:`benchmarks/pipeline_bench.py`). In training, a JPEG whose crop window is 2, 4 or 8
 times the input size is decoded at 1/2, 1/4 or 1/8 of its size in the DCT (``reduced_decode``), the crop affine
 composed with the reduced image's pixel grid so that coordinates stay exact; and, in data-loader worker
 processes, only the rows down to the lowest one the crop reads are decoded (``partial_decode``; bit-identical).
@@ -15,239 +16,42 @@ encoded once per sample, and :func:`collate_samples` stacks and ships their targ
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import sys
-import time
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+import typing
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
-from ..codecs import GaussianHeatmap
-from ..config import AugmentConfig
+from ..codecs import GaussianHeatmap, HeatmapCodec
+from ..config import AugmentConfig, Distribution
 from ..errors import ConfigError, DataError
 from ..skeletons import Skeleton
-from .images import _SOF_MARKERS, decode_image, read_image
+from .images import decode_image, decode_jpeg_rows, jpeg_frame, read_file_bytes, read_image
 from .records import PersonRecord
-from .transforms import (
-    PIXEL_STD,
-    affine_points,
-    fit_aspect,
-    flip_keypoints,
-    get_affine_transform,
-    half_body_center_scale,
-    reduced_grid_matrix,
-    warp_image,
-)
+from .topdown import TopDownCrop, record_center_scale
+from .transforms import PIXEL_STD, affine_points, flip_keypoints
 
 # Decoding reductions OpenCV offers for JPEG (IMREAD_REDUCED_COLOR_2/4/8), largest first.
 REDUCE_FACTORS = (8, 4, 2)
-# C0/C1 are the sequential Huffman frames (the other start-of-frame markers: _SOF_MARKERS, images.py).
-_SEQUENTIAL_HUFFMAN = frozenset({0xC0, 0xC1})
 # Rows decoded below the lowest row a crop reads, in full-size rows per unit of reduction: libjpeg's chroma
 # upsampling reads the next chroma row (up to 4 image rows further for 4:2:0 / 4:1:1), so one 16-row MCU row keeps
 # every row the crop reads identical to a whole decode (tests: 4 rows already do on COCO's photos, 0 do not).
 _ROW_MARGIN = 16
+_DISTRIBUTIONS: Tuple[str, ...] = typing.get_args(Distribution)
+
+# record_center_scale is defined with the crop (topdown.py) and imported from here by the readers' tests.
+__all__ = ["TopDownDataset", "collate_samples", "pack_sample", "codec_groups", "record_center_scale"]
 
 
-class JpegFrame(NamedTuple):
-    """What the headers of a JPEG say before its scan."""
-
-    width: int
-    height: int
-    height_offset: int      # byte offset of the frame header's 2-byte height
-    rows_cuttable: bool     # sequential Huffman without restart markers: the bottom can be left undecoded
-
-
-def jpeg_frame(data: bytes) -> Optional[JpegFrame]:
-    """The frame of JPEG bytes from the segments before the first scan; None when they are not a JPEG or the
-    headers are not laid out as in a well-formed file (the caller then decodes the file as it is)."""
-    if data[:3] != b"\xff\xd8\xff":
-        return None
-    pos, end = 2, len(data)
-    frame, restarts = None, False
-    while pos + 4 <= end and data[pos] == 0xFF:
-        marker = data[pos + 1]
-        if marker == 0xFF:   # a fill byte
-            pos += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:   # stand-alone markers
-            pos += 2
-            continue
-        if marker == 0xD9:
-            return None
-        if marker == 0xDA:
-            if frame is None:
-                return None
-            return frame._replace(rows_cuttable=frame.rows_cuttable and not restarts)
-        length = (data[pos + 2] << 8) | data[pos + 3]
-        if marker in _SOF_MARKERS and frame is None:
-            if pos + 9 > end:
-                return None
-            height = (data[pos + 5] << 8) | data[pos + 6]
-            width = (data[pos + 7] << 8) | data[pos + 8]
-            if not (width and height):
-                return None
-            frame = JpegFrame(width, height, pos + 5, marker in _SEQUENTIAL_HUFFMAN)
-        elif marker == 0xDD and pos + 6 <= end:   # a restart interval
-            restarts = restarts or ((data[pos + 4] << 8) | data[pos + 5]) != 0
-        pos += 2 + length
-    return None
-
-
-def jpeg_size_wh(data: bytes) -> Optional[Tuple[int, int]]:
-    """(width, height) of JPEG bytes from their frame header, or None (see :func:`jpeg_frame`)."""
-    frame = jpeg_frame(data)
-    return None if frame is None else (frame.width, frame.height)
-
-
-_DEVNULL: Optional[int] = None
-
-
-@contextlib.contextmanager
-def _stderr_to_devnull() -> Iterator[None]:
-    """Point file descriptor 2 at /dev/null for the duration (libjpeg prints its warnings there itself)."""
-    global _DEVNULL
-    try:
-        if _DEVNULL is None:
-            _DEVNULL = os.open(os.devnull, os.O_WRONLY)
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):
-        yield
-        return
-    try:
-        os.dup2(_DEVNULL, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def decode_jpeg_rows(data: bytes, frame: JpegFrame, rows: int, source: str, reduce: int = 1) -> np.ndarray:
-    """The top ``rows`` rows of a JPEG (at 1/``reduce`` size: ceil(rows / reduce) rows), BGR.
-
-    The frame header's height is lowered to ``rows``: libjpeg then stops decoding there, and those rows are
-    exactly those of a whole decode except the last MCU row or two (chroma upsampling), which callers keep out
-    of what they read. The data after them is skipped with a libjpeg warning ("extraneous bytes before marker")
-    that libjpeg prints to stderr itself; it is expected here, so stderr is pointed at /dev/null meanwhile
-    (the whole process's, which is why the dataset does this only in data-loader worker processes).
-    """
-    if not frame.rows_cuttable or rows >= frame.height:
-        return decode_image(data, source, rgb=False, reduce=reduce)
-    patched = bytearray(data)
-    patched[frame.height_offset:frame.height_offset + 2] = max(1, int(rows)).to_bytes(2, "big")
-    with _stderr_to_devnull():
-        return decode_image(patched, source, rgb=False, reduce=reduce)
-
-
-def read_file_bytes(path: str) -> bytes:
-    """The bytes of an image file, with :func:`read_image`'s errors (for :func:`decode_image`)."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        raise DataError("image file not found", path) from None
-    except IsADirectoryError:
-        raise DataError("is a directory, not an image file", path) from None
-    except OSError as err:
-        raise DataError(f"cannot read image file ({err.strerror})", path) from None
-    if not data:
-        raise DataError("image file is empty", path)
-    return data
-
-
-def record_center_scale(
-    record: PersonRecord,
-    aspect_ratio: float,
-    padding: float,
-    extension: Sequence[float] = (0.0, 0.0),
-    rng: Optional[np.random.Generator] = None,
-    random_extension: Sequence[float] = (0.0, 0.0),
-) -> Tuple[np.ndarray, np.ndarray]:
-    """The crop of a record: its box (COCO) or its centre/scale (MPII style: the person's extent / 200).
-
-    The width and height grow by ``1 + extension`` (and, with ``rng``, by ``1 + U(0, 1) * random_extension``)
-    before one side is enlarged to the aspect ratio (MSPN's box extension), then both are multiplied by
-    ``padding`` (HRNet: 1.25, also for MPII's scale). With no extension this is HRNet's ``_xywh2cs``.
-    """
-    if record.center is not None and record.scale is not None:
-        center = np.asarray(record.center, dtype=np.float64)
-        w, h = np.asarray(record.scale, dtype=np.float64) * 200.0
-    elif record.box is not None:
-        x, y, w, h = (float(v) for v in record.box)
-        center = np.array([x + 0.5 * w, y + 0.5 * h], dtype=np.float64)
-    else:
-        raise DataError("person record has neither a box nor centre/scale", record.image_path)
-    w, h = w * (1 + extension[0]), h * (1 + extension[1])
-    if rng is not None and any(random_extension):
-        w, h = w * (1 + rng.random() * random_extension[0]), h * (1 + rng.random() * random_extension[1])
-    w, h = fit_aspect(w, h, aspect_ratio)
-    if not (0 < w < np.inf and 0 < h < np.inf):
-        raise DataError(f"person crop has no area ({w:g} x {h:g} px): a box of zero size or a non-finite box/scale",
-                        record.image_path)
-    return center, np.array([w, h], dtype=np.float64) / 200.0 * padding
-
-
-class _Laps:
-    """Adds the CPU seconds of this thread since the previous lap to ``times[stage]`` (the benchmark's per-stage
-    breakdown; CPU rather than wall time, so that other processes on the machine do not count)."""
-
-    __slots__ = ("times", "last")
-
-    def __init__(self, times: Dict[str, float]):
-        self.times = times
-        self.last = time.thread_time()
-
-    def lap(self, stage: str) -> None:
-        now = time.thread_time()
-        self.times[stage] = self.times.get(stage, 0.0) + now - self.last
-        self.last = now
-
-
-class _NoLaps:
-    __slots__ = ()
-
-    def lap(self, stage: str) -> None:
-        pass
-
-
-_NO_LAPS = _NoLaps()
-
-
-def _same_codec(a: Any, b: Any) -> bool:
-    """True when two codecs are of one class with equal settings, so that they encode identically."""
-    if a is b:
-        return True
-    if type(a) is not type(b) or not hasattr(a, "__dict__") or vars(a).keys() != vars(b).keys():
-        return False
-    for key, value in vars(a).items():
-        other = vars(b)[key]
-        if isinstance(value, np.ndarray) or isinstance(other, np.ndarray):
-            if not (isinstance(value, np.ndarray) and isinstance(other, np.ndarray) and value.shape == other.shape
-                    and np.array_equal(value, other)):
-                return False
-        elif type(value) is not type(other) or value != other:
-            return False
-    return True
-
-
-def codec_groups(codecs: Sequence[Any]) -> List[int]:
-    """For each codec, the index of the first codec that encodes identically (MSPN repeats 5 kernels over its
-    16 outputs, the hourglass repeats one target per stack): each distinct target is drawn once per sample."""
-    firsts: List[int] = []
-    groups = []
-    for i, codec in enumerate(codecs):
-        first = next((j for j in firsts if _same_codec(codecs[j], codec)), None)
-        if first is None:
-            firsts.append(i)
-            first = i
-        groups.append(first)
-    return groups
+def codec_groups(codecs: Sequence[HeatmapCodec]) -> List[int]:
+    """For each codec, the index of the first codec that encodes identically, i.e. has the same
+    :attr:`HeatmapCodec.target_key` (MSPN repeats 5 kernels over its 16 outputs, the hourglass repeats one target
+    per stack): each distinct target is drawn once per sample."""
+    firsts: Dict[Any, int] = {}
+    return [firsts.setdefault(codec.target_key, i) for i, codec in enumerate(codecs)]
 
 
 def collate_samples(samples: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
@@ -298,18 +102,18 @@ class TopDownDataset(Dataset):
     ``keypoints`` (K x 3 in the image, for evaluation), ``index``, ``image_id``, ``score``, ``ok`` (False when
     the image could not be read: the sample is then all zeros with zero weights and counted by the trainer).
 
+    The crop settings (``input_hw``, ``mean``, ``std``, ``color_rgb``, ``box_padding``, ``box_extension``,
+    ``center_map_sigma``) make the dataset's :class:`TopDownCrop` (``self.crop``); ``crop`` gives one instead.
     ``reduced_decode`` (default: on for training, off for evaluation): JPEGs whose crop window is at least 2, 4
     or 8 times the input are decoded at that fraction of their size. The crop then comes from DCT-averaged
     pixels instead of bilinear samples of the full image: it equals the crop of the area-reduced image within
     about 0.3 grey levels on average, and differs from the full-size bilinear crop by that crop's aliasing
-    (tests/test_pipeline_speed.py). Keypoints, targets and the random augmentation are exactly those of a
+    (tests/data/test_pipeline_speed.py). Keypoints, targets and the random augmentation are exactly those of a
     full decode; samples that are not reduced are bit-identical to it.
     ``partial_decode`` (default None: only in DataLoader worker processes): decode a sequential JPEG only down
-    to the lowest row the crop reads (:func:`decode_jpeg_rows`; the crop is bit-identical), which points the
-    process's stderr at /dev/null during the decode to hide libjpeg's expected warning.
+    to the lowest row the crop reads (:func:`.images.decode_jpeg_rows`; the crop is bit-identical), which points
+    the process's stderr at /dev/null during the decode to hide libjpeg's expected warning.
     An index may be an ``(epoch, index)`` pair instead of an index (the epoch then overrides ``set_epoch``).
-    Setting ``stage_times`` to a dict makes each sample add its CPU seconds per stage (augment, decode, warp,
-    normalise, targets, pack) to it.
     """
 
     def __init__(
@@ -330,32 +134,33 @@ class TopDownDataset(Dataset):
         center_map_sigma: Optional[float] = None,
         reduced_decode: Optional[bool] = None,
         partial_decode: Optional[bool] = None,
+        crop: Optional[TopDownCrop] = None,
     ):
         self.records = list(records)
         self.skeleton = skeleton
-        self.input_hw = (int(input_hw[0]), int(input_hw[1]))
-        self.aspect_ratio = self.input_hw[1] / self.input_hw[0]
+        self.crop = crop or TopDownCrop(input_hw, box_padding, tuple(box_extension), tuple(mean), tuple(std),
+                                        color_rgb, center_map_sigma)
         self.codecs = list(codecs)
         self.codec_groups = codec_groups(self.codecs)
         self.train = train
         self.augment = augment or AugmentConfig()
-        self.mean = np.asarray(mean, dtype=np.float32) * 255.0
-        self.inv_std = 1.0 / (np.asarray(std, dtype=np.float32) * 255.0)
-        self.color_rgb = color_rgb
-        self.box_padding = box_padding
-        self.box_extension = tuple(box_extension)
+        # A config file's value was checked when it was read; an AugmentConfig made in Python was not.
+        if self.augment.distribution not in _DISTRIBUTIONS:
+            raise ConfigError(f"augment.distribution must be {', '.join(_DISTRIBUTIONS)}, got "
+                              f"{self.augment.distribution!r}", "augment.distribution")
         self.seed = seed
         self.epoch = 0
         self.skip_unreadable = skip_unreadable
         self.reduced_decode = train if reduced_decode is None else bool(reduced_decode)
         self.partial_decode = partial_decode
-        self.stage_times: Optional[Dict[str, float]] = None
         self.flip_perm = skeleton.flip_permutation()
-        # CPM feeds a Gaussian at the person centre as an extra input channel; the crop is centred on the person.
-        self.center_map = None
-        if center_map_sigma:
-            from ..codecs.cpm import center_map
-            self.center_map = center_map(self.input_hw, center_map_sigma)
+
+    # The crop's settings, where the dataset kept them before the crop had its own object.
+    input_hw = property(lambda self: self.crop.input_hw)
+    color_rgb = property(lambda self: self.crop.color_rgb)
+    mean = property(lambda self: self.crop.mean_levels)
+    inv_std = property(lambda self: self.crop.inv_std_levels)
+    center_map = property(lambda self: self.crop.center_map)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -375,21 +180,20 @@ class TopDownDataset(Dataset):
         image_pixels_per_input_pixel = float(scale[0]) * PIXEL_STD / self.input_hw[1]
         return next((r for r in REDUCE_FACTORS if image_pixels_per_input_pixel >= r), 1)
 
-    def crop_params(self, record: PersonRecord, image_width: int, rng: Optional[np.random.Generator]):
+    def crop_params(self, record: PersonRecord, image_width: int, rng: Optional[np.random.Generator]
+                    ) -> Tuple[np.ndarray, np.ndarray, float, bool]:
         """Centre, scale, rotation and flip of a sample (with augmentation when ``rng`` is given)."""
-        aug = self.augment
+        aug, crop = self.augment, self.crop
         if rng is None:
-            center, scale = record_center_scale(record, self.aspect_ratio, self.box_padding, self.box_extension)
+            center, scale = crop.center_scale(record)
             return center, scale, 0.0, False
-        center, scale = record_center_scale(record, self.aspect_ratio, self.box_padding, aug.box_extension, rng,
-                                            aug.random_box_extension)
+        center, scale = crop.center_scale(record, aug.box_extension, rng, aug.random_box_extension)
         rotation, flipped = 0.0, False
-        keypoints = record.keypoints
         if aug.half_body_prob > 0 and record.num_labelled > aug.half_body_min_joints and rng.random() < aug.half_body_prob:
             upper = self.skeleton.upper_body if aug.half_body_upper is None else aug.half_body_upper
             lower = [i for i in range(self.skeleton.num_keypoints) if i not in set(upper)]
-            half = half_body_center_scale(keypoints, upper, lower, self.aspect_ratio, rng, aug.half_body_scale,
-                                          style=aug.half_body_style, random_extension=aug.half_body_extension)
+            half = crop.joints_center_scale(record.keypoints, upper, lower, rng, aug.half_body_scale,
+                                            style=aug.half_body_style, random_extension=aug.half_body_extension)
             if half is not None:
                 center, scale = half
         sf, rf = aug.scale_factor, aug.rotation_factor
@@ -398,11 +202,8 @@ class TopDownDataset(Dataset):
             scale = scale * float(np.clip(rng.standard_normal() * sf + 1, 1 - sf, 1 + sf))
         elif aug.distribution == "uniform":
             scale = scale * float(rng.uniform(1 - sf, 1 + sf))
-        elif aug.distribution == "torch7":
+        else:   # torch7
             scale = scale * float(2.0 ** np.clip(rng.standard_normal() * sf, -2 * sf, 2 * sf))
-        else:
-            raise ConfigError(f"augment.distribution must be normal, uniform or torch7, got {aug.distribution!r}",
-                              "augment.distribution")
         if rng.random() <= aug.rotation_prob:
             if aug.distribution == "uniform":
                 rotation = float(rng.uniform(-rf, rf))
@@ -413,27 +214,6 @@ class TopDownDataset(Dataset):
             center = center.copy()
             center[0] = image_width - 1 - center[0]
         return center, scale, rotation, flipped
-
-    def lookup_tables(self, jitter: Optional[np.ndarray] = None) -> np.ndarray:
-        """3 x 256 float32: the network value of each uint8 level per output channel (colour jitter, clamp,
-        mean, 1 / std), computed with the float32 operations of the per-pixel formula, so the values are equal."""
-        levels = np.arange(256, dtype=np.float32)[None, :]
-        if jitter is not None:
-            levels = np.clip(levels * np.asarray(jitter, dtype=np.float32)[:, None], 0.0, 255.0)
-        return (levels - self.mean[:, None]) * self.inv_std[:, None]
-
-    def _geometry(self, record: PersonRecord, params: Tuple[Any, ...], width: int
-                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(keypoints, flipped when the crop is; the crop affine; the affine the image is warped with)."""
-        center, scale, rotation, flipped = params
-        keypoints = record.keypoints.astype(np.float64)
-        matrix = get_affine_transform(center, scale, rotation, (self.input_hw[1], self.input_hw[0]))
-        if not flipped:
-            return keypoints, matrix, matrix
-        keypoints = flip_keypoints(keypoints, width, self.flip_perm)
-        # Mirroring x -> W - 1 - x folded into the crop matrix: one warp instead of flip + warp.
-        mirror = np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-        return keypoints, matrix, matrix @ mirror
 
     def rows_read(self, warp_matrix: np.ndarray, reduce: int = 1) -> int:
         """How many image rows, from the top, a decode must deliver for a crop warped with ``warp_matrix`` (image
@@ -452,14 +232,29 @@ class TopDownDataset(Dataset):
             return self.partial_decode
         return get_worker_info() is not None
 
+    def encode_targets(self, crop_xy: np.ndarray, visibility: np.ndarray, others: Optional[np.ndarray] = None
+                       ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """One (target, weight) per codec for keypoints in crop pixels; identical codecs share one drawing."""
+        targets: List[torch.Tensor] = []
+        weights: List[torch.Tensor] = []
+        for i, (codec, first) in enumerate(zip(self.codecs, self.codec_groups)):
+            if first == i:
+                heatmap, weight = codec.encode(crop_xy, visibility, others)
+                targets.append(torch.from_numpy(heatmap))
+                weights.append(torch.from_numpy(weight))
+            else:   # the same target as an earlier output: shared (batching copies it anyway)
+                targets.append(targets[first])
+                weights.append(weights[first])
+        return targets, weights
+
     def __getitem__(self, index: Union[int, Tuple[int, int]]) -> Dict[str, Any]:
         # An (epoch, index) pair names the epoch itself: a sampler that yields pairs lets persistent workers, whose
         # dataset copies never see set_epoch, draw each epoch's augmentation.
         epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
         record = self.records[index]
-        laps = _NO_LAPS if self.stage_times is None else _Laps(self.stage_times)
+        crop = self.crop
         rng = self.sample_rng(index, epoch)
-        params, geometry, frame, data, image = None, None, None, None, None
+        params, data, image = None, None, None
         reduce, rows = 1, 0
         ok = True
         try:
@@ -471,17 +266,16 @@ class TopDownDataset(Dataset):
                 raise
             ok = False
         frame = jpeg_frame(data) if data is not None else None
-        laps.lap("decode")
         if frame is not None:
             params = self.crop_params(record, frame.width, rng)
-            geometry = self._geometry(record, params, frame.width)
             reduce = self.reduce_factor(params[1])
             rows = frame.height
             if frame.rows_cuttable and self._cut_rows():
-                rows = min(frame.height, self.rows_read(geometry[2], reduce))
-        laps.lap("augment")
+                center, scale, rotation, flipped = params
+                warp_matrix = crop.warp_matrix(crop.matrix(center, scale, rotation), flipped, frame.width)
+                rows = min(frame.height, self.rows_read(warp_matrix, reduce))
         try:
-            # Always BGR: the channel order is folded into the normalisation below.
+            # Always BGR: the channel order is folded into the normalisation.
             if frame is not None:
                 image = decode_jpeg_rows(data, frame, rows, record.image_path, reduce)
             elif data is not None:
@@ -492,11 +286,9 @@ class TopDownDataset(Dataset):
             if not self.skip_unreadable:
                 raise
             ok = False
-        expected_hw = None if frame is None else (-(-rows // reduce), -(-frame.width // reduce))
-        if image is not None and frame is not None and image.shape[:2] != expected_hw:
+        if image is not None and frame is not None and image.shape[:2] != (-(-rows // reduce), -(-frame.width // reduce)):
             # The header and the decoder disagree (an unusual file): decode it whole and draw the augmentation again.
             image, reduce, params = decode_image(data, record.image_path, rgb=False), 1, None
-        laps.lap("decode")
         if image is None:
             width = record.image_size[0] if record.image_size else self.input_hw[1]
             params = None
@@ -506,52 +298,25 @@ class TopDownDataset(Dataset):
             if frame is not None:
                 rng = self.sample_rng(index, epoch)   # a fresh generator: the same draws as if nothing had been drawn
             params = self.crop_params(record, width, rng)
-            geometry = self._geometry(record, params, width)
         center, scale, rotation, flipped = params
-        keypoints, matrix, warp_matrix = geometry
-        if reduce > 1:
-            warp_matrix = warp_matrix @ reduced_grid_matrix(reduce)
-        laps.lap("augment")
+        matrix = crop.matrix(center, scale, rotation)
 
-        channels = 3 if self.center_map is None else 4
-        if image is not None:
-            crop = warp_image(image, warp_matrix, self.input_hw)
-            laps.lap("warp")
-            jitter = None
-            if rng is not None and self.augment.color_jitter:
-                lo, hi = self.augment.color_jitter
-                jitter = rng.uniform(lo, hi, 3).astype(np.float32)
-            tables = self.lookup_tables(jitter)
-            image_tensor = np.empty((channels, *self.input_hw), dtype=np.float32)
-            planes = cv2.split(crop)
-            # The image is BGR; output channel c reads the image channel of the configured order.
-            for c, source in enumerate((2, 1, 0) if self.color_rgb else (0, 1, 2)):
-                cv2.LUT(planes[source], tables[c], dst=image_tensor[c])
-        else:
-            image_tensor = np.zeros((channels, *self.input_hw), dtype=np.float32)
-        if self.center_map is not None:
-            image_tensor[3] = self.center_map
-        laps.lap("normalise")
+        jitter = None
+        if image is not None and rng is not None and self.augment.color_jitter:
+            lo, hi = self.augment.color_jitter
+            jitter = rng.uniform(lo, hi, 3).astype(np.float32)
+        pixels = None if image is None else crop.cut(image, crop.warp_matrix(matrix, flipped, width, reduce))
+        image_tensor = crop.normalise(pixels, pixels_rgb=False, jitter=jitter)
 
-        visibility = keypoints[:, 2].astype(np.float32) if ok else np.zeros(len(keypoints), np.float32)
-        crop_xy = affine_points(keypoints[:, :2], matrix)
-        others = None
-        if record.extras.get("others") is not None and len(record.extras["others"]):
-            others = np.asarray(record.extras["others"], dtype=np.float64).copy()
-            if flipped:
+        keypoints = record.keypoints.astype(np.float64)
+        others = record.extras.get("others")
+        others = np.asarray(others, dtype=np.float64).copy() if others is not None and len(others) else None
+        if flipped:
+            keypoints = flip_keypoints(keypoints, width, self.flip_perm)
+            if others is not None:
                 others = np.stack([flip_keypoints(o, width, self.flip_perm) for o in others])
+        if others is not None:
             others[..., :2] = affine_points(others[..., :2], matrix)
-        targets: List[torch.Tensor] = []
-        weights: List[torch.Tensor] = []
-        for i, (codec, first) in enumerate(zip(self.codecs, self.codec_groups)):
-            if first == i:
-                heatmap, weight = codec.encode(crop_xy, visibility, others)
-                targets.append(torch.from_numpy(heatmap))
-                weights.append(torch.from_numpy(weight))
-            else:   # the same target as an earlier output: shared (batching copies it anyway)
-                targets.append(targets[first])
-                weights.append(weights[first])
-        laps.lap("targets")
-        sample = pack_sample(image_tensor, targets, weights, record, center, scale, rotation, flipped, index, ok)
-        laps.lap("pack")
-        return sample
+        visibility = keypoints[:, 2].astype(np.float32) if ok else np.zeros(len(keypoints), np.float32)
+        targets, weights = self.encode_targets(affine_points(keypoints[:, :2], matrix), visibility, others)
+        return pack_sample(image_tensor, targets, weights, record, center, scale, rotation, flipped, index, ok)

@@ -33,10 +33,9 @@ import os
 from typing import Any, Dict, List, Union
 
 import numpy as np
-import scipy.io
 
 from ..errors import ConfigError, DataError
-from ..fileio import describe_array, h5_image_names, read_h5_datasets
+from ..fileio import describe_array, h5_image_names, load_mat, mat_keys, read_h5_datasets
 from ..skeletons import FLIC
 from .records import NOT_LABELLED, VISIBLE, PersonRecord
 
@@ -142,17 +141,11 @@ def read_flic_examples_mat(
     if split not in ("train", "test"):
         raise ConfigError(f"FLIC split must be 'train' or 'test', got {split!r}")
     path = os.fspath(mat_file)
-    if not os.path.isfile(path):
-        raise DataError("file not found", path)
     not_ours = "not a FLIC examples.mat"
-    try:
-        mat = scipy.io.loadmat(path)
-    except Exception as err:  # scipy raises several unrelated types for a corrupt or non-.mat file
-        raise DataError(f"{not_ours}: cannot read it as a .mat file ({err})", path) from None
+    mat = load_mat(path, "a FLIC examples.mat")
     examples = mat.get("examples")
     if not isinstance(examples, np.ndarray) or examples.dtype.names is None:
-        keys = sorted(k for k in mat if not k.startswith("__"))
-        raise DataError(f"{not_ours}: no struct array 'examples' (keys: {', '.join(keys) or 'none'})", path)
+        raise DataError(f"{not_ours}: no struct array 'examples' (keys: {mat_keys(mat)})", path)
     missing = [name for name in _MAT_REQUIRED if name not in examples.dtype.names]
     if missing:
         raise DataError(f"{not_ours}: 'examples' has no field {missing[0]!r}", path)

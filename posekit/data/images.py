@@ -26,12 +26,13 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, NamedTuple, Optional, Tuple, Union
 
 import cv2
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..fileio import redirect_fds
 
 PathLike = Union[str, "os.PathLike[str]"]
 BytesLike = Union[bytes, bytearray, memoryview, np.ndarray]
@@ -45,6 +46,8 @@ REDUCE_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREA
 
 # JPEG start-of-frame markers (baseline, extended, progressive, lossless, arithmetic); C4/C8/CC are not frames.
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# C0/C1 are the sequential Huffman frames: the only ones whose bottom rows can be left undecoded.
+_SEQUENTIAL_HUFFMAN = frozenset({0xC0, 0xC1})
 _JPEG_EOI = b"\xff\xd9"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _MAX_TIFF_TAGS = 4096
@@ -100,10 +103,19 @@ def _sniff(head: bytes) -> Optional[str]:
     return None
 
 
-def _jpeg_header(read_at: ReadAt) -> Tuple[Optional[SizeWH], int, bool]:
-    """(width, height) from the frame header, the offset of the first scan (-1: none) and whether the file
-    ended inside the headers."""
-    pos, size = 2, None
+class JpegFrame(NamedTuple):
+    """What the headers of a JPEG say before its scan."""
+
+    width: int
+    height: int
+    height_offset: int      # byte offset of the frame header's 2-byte height
+    rows_cuttable: bool     # sequential Huffman without restart markers: the bottom can be left undecoded
+
+
+def _jpeg_header(read_at: ReadAt) -> Tuple[Optional[JpegFrame], int, bool]:
+    """The frame (from the first start-of-frame header; None where it gives no size), the offset of the first
+    scan (-1: none) and whether the file ended inside the headers."""
+    pos, frame, restarts = 2, None, False
     while True:
         byte = read_at(pos, 1)
         while byte and byte != b"\xff":   # stray bytes between segments (libjpeg skips them with a warning)
@@ -113,29 +125,50 @@ def _jpeg_header(read_at: ReadAt) -> Tuple[Optional[SizeWH], int, bool]:
             pos += 1
             byte = read_at(pos, 1)
         if not byte:
-            return size, -1, True
+            return frame, -1, True
         marker = byte[0]
         if marker == 0x01 or 0xD0 <= marker <= 0xD8:   # stand-alone markers have no length
             pos += 1
             continue
         if marker == 0xD9:
-            return size, -1, False
+            return frame, -1, False
         if marker == 0xDA:
-            return size, pos - 1, False
+            if frame is not None and restarts:
+                frame = frame._replace(rows_cuttable=False)
+            return frame, pos - 1, False
         length_bytes = read_at(pos + 1, 2)
         if len(length_bytes) < 2:
-            return size, -1, True
+            return frame, -1, True
         (length,) = struct.unpack(">H", length_bytes)
         if length < 2:
-            return size, -1, False
-        if marker in _SOF_MARKERS and size is None:
-            frame = read_at(pos + 3, 5)
-            if len(frame) < 5:
-                return size, -1, True
-            _, height, width = struct.unpack(">BHH", frame)
+            return frame, -1, False
+        if marker in _SOF_MARKERS and frame is None:
+            header = read_at(pos + 3, 5)
+            if len(header) < 5:
+                return frame, -1, True
+            _, height, width = struct.unpack(">BHH", header)
             # A height of 0 means "given later by a DNL marker": the size is not known from the header.
-            size = (width, height) if width > 0 and height > 0 else None
+            if width > 0 and height > 0:
+                frame = JpegFrame(width, height, pos + 4, marker in _SEQUENTIAL_HUFFMAN)
+        elif marker == 0xDD:   # a restart interval
+            interval = read_at(pos + 3, 2)
+            restarts = restarts or (len(interval) == 2 and interval != b"\x00\x00")
         pos += 1 + length
+
+
+def jpeg_frame(data: bytes) -> Optional[JpegFrame]:
+    """The frame of JPEG bytes from the segments before the first scan; None when they are not a JPEG, have no
+    scan or their frame header gives no size (the caller then decodes the file as it is)."""
+    if data[:3] != b"\xff\xd8\xff":
+        return None
+    frame, scan, _ = _jpeg_header(_buffer_reader(data))
+    return frame if scan >= 0 else None
+
+
+def jpeg_size_wh(data: bytes) -> Optional[SizeWH]:
+    """(width, height) of JPEG bytes from their frame header, or None (see :func:`jpeg_frame`)."""
+    frame = jpeg_frame(data)
+    return None if frame is None else (frame.width, frame.height)
 
 
 def _tiff_size(read_at: ReadAt) -> Optional[SizeWH]:
@@ -186,7 +219,8 @@ def _header(read_at: ReadAt) -> Tuple[Optional[str], Optional[SizeWH], int, bool
     scan, cut = -1, False
     try:
         if kind == "JPEG":
-            size, scan, cut = _jpeg_header(read_at)
+            frame, scan, cut = _jpeg_header(read_at)
+            size = None if frame is None else (frame.width, frame.height)
         elif kind == "PNG" and head[12:16] == b"IHDR":
             size = struct.unpack(">II", head[16:24])
         elif kind == "TIFF":
@@ -367,6 +401,48 @@ def decode_image(data: BytesLike, source: str = "<bytes>", rgb: bool = True, red
     kind, size, scan, cut = _header(_buffer_reader(data))
     _check_size(size, kind, limit, source)
     return _decode(data, kind, size, scan, cut, source, rgb, reduce, limit, apply_orientation)
+
+
+_DEVNULL: Optional[int] = None
+
+
+def decode_jpeg_rows(data: bytes, frame: JpegFrame, rows: int, source: str, reduce: int = 1) -> np.ndarray:
+    """The top ``rows`` rows of a JPEG (at 1/``reduce`` size: ceil(rows / reduce) rows), BGR.
+
+    The frame header's height is lowered to ``rows``: libjpeg then stops decoding there, and those rows are
+    exactly those of a whole decode except the last MCU row or two (chroma upsampling), which callers keep out
+    of what they read. The data after them is skipped with a libjpeg warning ("extraneous bytes before marker")
+    that libjpeg prints to stderr itself; it is expected here, so stderr is pointed at /dev/null meanwhile
+    (the whole process's, which is why the dataset does this only in data-loader worker processes).
+    """
+    global _DEVNULL
+    if not frame.rows_cuttable or rows >= frame.height:
+        return decode_image(data, source, rgb=False, reduce=reduce)
+    patched = bytearray(data)
+    patched[frame.height_offset:frame.height_offset + 2] = max(1, int(rows)).to_bytes(2, "big")
+    if _DEVNULL is None:
+        try:
+            _DEVNULL = os.open(os.devnull, os.O_WRONLY)
+        except OSError:   # no /dev/null to point at: the warning is printed
+            return decode_image(patched, source, rgb=False, reduce=reduce)
+    with redirect_fds((2,), _DEVNULL):
+        return decode_image(patched, source, rgb=False, reduce=reduce)
+
+
+def read_file_bytes(path: PathLike) -> bytes:
+    """The bytes of an image file, with :func:`read_image`'s errors (for :func:`decode_image`)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise DataError("image file not found", path) from None
+    except IsADirectoryError:
+        raise DataError("is a directory, not an image file", path) from None
+    except OSError as err:
+        raise DataError(f"cannot read image file ({err.strerror})", path) from None
+    if not data:
+        raise DataError("image file is empty", path)
+    return data
 
 
 def silence_decoder_warnings() -> None:

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import scipy.io
 
+from ..config import LSP_TRAIN_COUNT
 from ..errors import DataError
+from ..fileio import load_mat, mat_keys
 from .images import stored_size_wh
 from .records import NOT_LABELLED, OCCLUDED, VISIBLE, PersonRecord
 
@@ -36,7 +37,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 NUM_LSP_JOINTS = 14
 MATLAB_OFFSET = 1.0
-LSP_TRAIN_COUNT = 1000   # standard protocol: LSP images 1-1000 train, 1001-2000 test
+# The standard protocol: LSP images 1-LSP_TRAIN_COUNT (1000) train, 1001-2000 test.
 LSP_TOTAL_COUNT = 2000
 
 
@@ -52,24 +53,37 @@ _LSP = _Format("LSP", (3, NUM_LSP_JOINTS), "im{:04d}.jpg", re.compile(r"im\d{4}\
 _LSPET = _Format("LSPET", (NUM_LSP_JOINTS, 3), "im{:05d}.jpg", re.compile(r"im\d{5}\.jpg"))
 
 
-def _load_joints(mat_path: str, spec: _Format) -> np.ndarray:
-    """The ``joints`` array of an LSP/LSPET file as N x 14 x 3 (x, y, flag), layout checked."""
-    if not os.path.isfile(mat_path):
-        raise DataError("file not found", mat_path)
+def read_lsp_joints(mat_path: PathLike) -> Tuple[np.ndarray, str]:
+    """The people of an LSP (3 x 14 x N) or LSPET (14 x 3 x N) ``joints.mat``, the layout told by the shape.
+
+    Returns N x 14 x 3 keypoints as :func:`read_lsp` / :func:`read_lspet` give them (0-based; LSP: every
+    joint labelled, v = 1 where occluded; LSPET: joints without coordinates v = 0) and the layout's name,
+    "LSP" or "LSPET". Needs no images (for scoring against the ground truth).
+    """
+    mat_path = os.fspath(mat_path)
+    joints = _joints_array(mat_path, _LSP)
+    spec = _LSPET if joints.shape[:2] == _LSPET.layout else _LSP
+    raw = _load_joints(mat_path, spec, joints)
+    return (_lspet_keypoints(raw) if spec is _LSPET else _lsp_keypoints(raw)), spec.name
+
+
+def _joints_array(mat_path: str, spec: _Format) -> np.ndarray:
+    """The numeric ``joints`` array of a joints.mat, 3-D (scipy drops the trailing axis of a one-person file)."""
     not_ours = f"not an {spec.name} joints.mat"
-    try:
-        mat = scipy.io.loadmat(mat_path)
-    except Exception as err:  # scipy raises several unrelated types for a corrupt or non-.mat file
-        raise DataError(f"{not_ours}: cannot read it as a .mat file ({err})", mat_path) from None
+    mat = load_mat(mat_path, f"an {spec.name} joints.mat")
     if "joints" not in mat:
-        keys = sorted(k for k in mat if not k.startswith("__"))
-        raise DataError(f"{not_ours}: no key 'joints' (keys: {', '.join(keys) or 'none'})", mat_path)
+        raise DataError(f"{not_ours}: no key 'joints' (keys: {mat_keys(mat)})", mat_path)
     joints = mat["joints"]
     if not isinstance(joints, np.ndarray) or joints.dtype.kind not in "biuf":
         raise DataError(f"{not_ours}: 'joints' is not a numeric array", mat_path)
-    # scipy drops a trailing singleton axis, so a one-person file comes back 2-D.
-    if joints.ndim == 2:
-        joints = joints[:, :, None]
+    return joints[:, :, None] if joints.ndim == 2 else joints
+
+
+def _load_joints(mat_path: str, spec: _Format, joints: Optional[np.ndarray] = None) -> np.ndarray:
+    """The ``joints`` array of an LSP/LSPET file (read unless given) as N x 14 x 3 (x, y, flag), layout checked."""
+    not_ours = f"not an {spec.name} joints.mat"
+    if joints is None:
+        joints = _joints_array(mat_path, spec)
     shape = "x".join(map(str, joints.shape))
     other = _LSPET if spec is _LSP else _LSP
     if joints.ndim == 3 and joints.shape[:2] == other.layout:

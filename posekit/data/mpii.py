@@ -6,18 +6,23 @@ Each entry: ``image``, ``center`` (x, y), ``scale`` (person height / 200), ``joi
 minus 1). The dataset pads the scale by ``data.box_padding`` (1.25 in HRNet's recipe).
 Annotated joints get v = 2: the JSON does not tell occluded from visible (MSPN stores them the same way).
 :func:`read_mpii_h5` reads the Tompson / pose-hg-train ``annot/valid.h5`` layout into the same records
-(PCKh itself: ``posekit.metrics.pckh``), :func:`read_mpii_release_mat` the official release
-``mpii_human_pose_v1_u12_1.mat``.
+(PCKh itself: ``posekit.evaluation.metrics.pckh``), :func:`read_mpii_release_mat` the official release
+``mpii_human_pose_v1_u12_1.mat`` and :func:`read_mpii_eval_mat` the evaluation ``.mat`` files (HRNet's
+``gt_valid.mat``; an ``annolist`` of the release's structs such as the shared ``detections.mat``) into plain
+arrays. All ``.mat`` annotations are parsed here, one annorect parser for the release and ``annolist`` files.
 """
 from __future__ import annotations
 
+import math
 import os
-from typing import Any, Dict, List, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..fileio import describe_array, h5_image_names, read_h5_datasets, read_json
+from ..fileio import describe_array, h5_image_names, load_mat, mat_keys, mat_variables, read_h5_datasets, read_json
+from ..skeletons import MPII
 from .records import OCCLUDED, VISIBLE, PersonRecord
 
 NUM_MPII_JOINTS = 16
@@ -249,25 +254,16 @@ def read_mpii_release_mat(
     Raises :class:`DataError` naming the file for an unreadable file, no RELEASE struct, ``img_train`` of
     another length than ``annolist``, a joint id outside 0..15 or given twice, non-numeric coordinates.
     """
-    import scipy.io
-
     if split not in RELEASE_SPLITS:
         raise ConfigError(f"MPII release split must be one of {', '.join(RELEASE_SPLITS)}, got {split!r}")
     if min_joints is None:
         min_joints = 1 if split == "train" else 0
     path = os.fspath(mat_file)
-    if not os.path.isfile(path):
-        raise DataError("file not found", path)
     not_ours = "not an MPII release .mat"
-    try:
-        mat = scipy.io.loadmat(path, struct_as_record=False, squeeze_me=True)
-    except Exception as err:  # scipy raises several unrelated types for a corrupt or non-.mat file
-        raise DataError(f"{not_ours}: cannot read it as a .mat file ({err})", path) from None
+    mat = load_mat(path, "an MPII release .mat", struct_as_record=False, squeeze_me=True)
     release = mat.get("RELEASE")
     if release is None or _field(release, "annolist") is None or _field(release, "img_train") is None:
-        keys = sorted(k for k in mat if not k.startswith("__"))
-        raise DataError(f"{not_ours}: no RELEASE struct with annolist and img_train (keys: {', '.join(keys) or 'none'})",
-                        path)
+        raise DataError(f"{not_ours}: no RELEASE struct with annolist and img_train (keys: {mat_keys(mat)})", path)
     annolist = _mat_items(release.annolist)
     try:
         img_train = np.atleast_1d(np.asarray(release.img_train, dtype=np.float64)).reshape(-1)
@@ -326,12 +322,35 @@ def _release_person(rect: Any, where: str, path: str, not_ours: str) -> Optional
         objpos = _field(rect, "objpos")
         cx = _mat_number(_field(objpos, "x")) if objpos is not None else None
         cy = _mat_number(_field(objpos, "y")) if objpos is not None else None
+    except TypeError as err:
+        raise DataError(f"{not_ours}: {where}: {err}", path) from None
+    corners = _head_box(rect, where, path, not_ours)
+    if scale is None or cx is None or cy is None or not (np.isfinite([scale, cx, cy]).all() and scale > 0):
+        return None
+    keypoints = _annorect_keypoints(rect, where, path, not_ours)
+    extras: Dict[str, Any] = {"visible": keypoints[:, 2] == VISIBLE}
+    if corners is not None:
+        box = np.array(corners, dtype=np.float64)
+        if np.isfinite(box).all():
+            extras["head_box"] = box - MATLAB_OFFSET
+            extras["head_size"] = HEAD_SIZE_FACTOR * float(np.hypot(box[2] - box[0], box[3] - box[1]))
+    center = np.array([cx, cy + 15 * scale]) - MATLAB_OFFSET
+    return PersonRecord(image_path="", keypoints=keypoints, center=center, scale=np.array([scale, scale]),
+                        extras=extras)
+
+
+def _head_box(rect: Any, where: str, path: str, not_ours: str) -> Optional[List[float]]:
+    """An annorect's head box x1, y1, x2, y2 (Matlab pixels), or None where a corner is absent or empty."""
+    try:
         corners = [_mat_number(_field(rect, k)) for k in ("x1", "y1", "x2", "y2")]
     except TypeError as err:
         raise DataError(f"{not_ours}: {where}: {err}", path) from None
-    if scale is None or cx is None or cy is None or not (np.isfinite([scale, cx, cy]).all() and scale > 0):
-        return None
+    return None if any(c is None for c in corners) else corners
 
+
+def _annorect_keypoints(rect: Any, where: str, path: str, not_ours: str) -> np.ndarray:
+    """16 x 3 keypoints of an annorect's annopoints.point(p).{id, x, y, is_visible}: 0-based; v = 1 where
+    is_visible is 0, else 2 (also where it is missing or empty); (0, 0, 0) for joints not annotated."""
     keypoints = np.zeros((NUM_MPII_JOINTS, 3))
     annopoints = _field(rect, "annopoints")
     points = _mat_items(_field(annopoints, "point")) if annopoints is not None and not isinstance(annopoints, np.ndarray) else []
@@ -342,7 +361,7 @@ def _release_person(rect: Any, where: str, path: str, not_ours: str) -> Optional
             flag = _mat_number(_field(point, "is_visible"))
         except TypeError as err:
             raise DataError(f"{not_ours}: {label}: {err}", path) from None
-        if joint is None or joint != int(joint) or not 0 <= joint < NUM_MPII_JOINTS:
+        if joint is None or not 0 <= joint < NUM_MPII_JOINTS or joint != int(joint):
             raise DataError(f"{not_ours}: {label}: joint id must be 0..15, found {joint!r}", path)
         if x is None or y is None or not np.isfinite([x, y]).all():
             raise DataError(f"{not_ours}: {label}: x and y must be finite numbers", path)
@@ -350,13 +369,137 @@ def _release_person(rect: Any, where: str, path: str, not_ours: str) -> Optional
         if keypoints[joint, 2] > 0:
             raise DataError(f"{not_ours}: {label}: joint {joint} is annotated twice", path)
         keypoints[joint] = (x - MATLAB_OFFSET, y - MATLAB_OFFSET, OCCLUDED if flag == 0 else VISIBLE)
+    return keypoints
 
-    extras: Dict[str, Any] = {"visible": keypoints[:, 2] == VISIBLE}
-    if all(c is not None for c in corners):
-        box = np.array(corners, dtype=np.float64)
-        if np.isfinite(box).all():
-            extras["head_box"] = box - MATLAB_OFFSET
-            extras["head_size"] = HEAD_SIZE_FACTOR * float(np.hypot(box[2] - box[0], box[3] - box[1]))
-    center = np.array([cx, cy + 15 * scale]) - MATLAB_OFFSET
-    return PersonRecord(image_path="", keypoints=keypoints, center=center, scale=np.array([scale, scale]),
-                        extras=extras)
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation .mat files: HRNet's ``gt_valid.mat`` and ``annolist`` files such as ``detections.mat``
+# ----------------------------------------------------------------------------------------------
+
+# Joint names of the MPII evaluation files (``dataset_joints`` of gt_valid.mat, ``output_joints``), MPII order.
+MPII_ABBREVIATIONS: Tuple[str, ...] = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor", "neck",
+                                       "head", "rwri", "relb", "rsho", "lsho", "lelb", "lwri")
+
+
+@dataclass
+class MpiiEvalPeople:
+    """The people of an MPII evaluation .mat, in file order: ``keypoints`` N x 16 x 3 (0-based; v = 2 where
+    annotated, else (0, 0, 0)) and ``head_size`` N (0.6 x head-box diagonal, PCKh's normaliser)."""
+
+    keypoints: np.ndarray
+    head_size: np.ndarray
+    layout: str        # "gt_valid" (pos_gt_src / jnt_missing / headboxes_src) or "annolist"
+
+    def __len__(self) -> int:
+        return len(self.keypoints)
+
+
+def mpii_joint_index(name: str, path: str, what: str) -> int:
+    """MPII index of a joint named as the evaluation files (``rank``, ...) or as posekit (``r_ankle``, ...)."""
+    key = name.strip().lower()
+    if key in MPII_ABBREVIATIONS:
+        return MPII_ABBREVIATIONS.index(key)
+    if key in MPII.keypoints:
+        return MPII.keypoints.index(key)
+    raise DataError(f"'{what}' names an unknown MPII joint {name!r} (known: {', '.join(MPII_ABBREVIATIONS)})", path)
+
+
+def mat_cell_strings(raw: Any) -> List[str]:
+    """The strings of a Matlab cell array of strings (loadmat's default layout); "" for an empty cell."""
+    return [str(np.asarray(item).reshape(-1)[0]) if np.asarray(item).size else "" for item in np.asarray(raw).reshape(-1)]
+
+
+def read_mpii_eval_mat(mat_file: str) -> MpiiEvalPeople:
+    """Read the people of an MPII evaluation ground-truth .mat, recognised by its variables.
+
+    HRNet's ``gt_valid.mat``: ``pos_gt_src`` K x 2 x N, ``jnt_missing`` K x N and ``headboxes_src``
+    2 x 2 x N (Matlab 1-based), joints in MPII order or named by ``dataset_joints``. An ``annolist`` of the
+    release's structs (the shared ``detections.mat``): every ``annorect`` is one person, in file order, with
+    its head box x1 y1 x2 y2 (required) and ``annopoints``, parsed as :func:`read_mpii_release_mat` does.
+    Raises :class:`DataError` naming the file for an unreadable file, neither layout, or arrays that do
+    not fit.
+    """
+    path = os.fspath(mat_file)
+    variables = mat_variables(path, "MPII ground truth")
+    if "pos_gt_src" in variables:
+        return _gt_valid_people(load_mat(path, "MPII ground truth"), path)
+    if "annolist" in variables:
+        mat = load_mat(path, "MPII ground truth", variable_names=["annolist"], struct_as_record=False,
+                       squeeze_me=True)
+        return _annolist_people(mat["annolist"], path)
+    raise DataError(f"not MPII ground truth: no 'pos_gt_src' (gt_valid.mat) or 'annolist' (keys: {mat_keys(variables)})",
+                    path)
+
+
+def _gt_valid_people(mat: Dict[str, Any], path: str) -> MpiiEvalPeople:
+    arrays = {}
+    for name in ("pos_gt_src", "jnt_missing", "headboxes_src"):
+        if name not in mat:
+            raise DataError(f"not an MPII gt_valid.mat: no {name!r} (keys: {mat_keys(mat)})", path)
+        array = np.asarray(mat[name])
+        if array.dtype.kind not in "biuf":
+            raise DataError(f"not an MPII gt_valid.mat: {name!r} is not numeric", path)
+        arrays[name] = array.astype(np.float64)
+    pos, missing, boxes = arrays["pos_gt_src"], arrays["jnt_missing"], arrays["headboxes_src"]
+    # Matlab drops a trailing singleton axis: a one-person file has 16 x 2, 16 x 1 and 2 x 2 arrays.
+    if pos.ndim == 2:
+        pos = pos[:, :, None]
+    if boxes.ndim == 2:
+        boxes = boxes[:, :, None]
+    if missing.ndim == 1:
+        missing = missing[:, None]
+    count = pos.shape[-1]
+    joints = pos.shape[0]
+    if pos.shape[1:] != (2, count) or missing.shape != (joints, count) or boxes.shape != (2, 2, count):
+        raise DataError(f"not an MPII gt_valid.mat: pos_gt_src {pos.shape}, jnt_missing {missing.shape}, "
+                        f"headboxes_src {boxes.shape}; expected K x 2 x N, K x N, 2 x 2 x N", path)
+    order = None
+    if mat.get("dataset_joints") is not None:
+        names = mat_cell_strings(mat["dataset_joints"])
+        if len(names) != joints:
+            raise DataError(f"'dataset_joints' names {len(names)} joints, the arrays hold {joints}", path)
+        order = np.array([mpii_joint_index(name, path, "dataset_joints") for name in names])
+    if order is None:
+        if joints != NUM_MPII_JOINTS:
+            raise DataError(f"pos_gt_src holds {joints} joints, MPII has 16", path)
+        order = np.arange(NUM_MPII_JOINTS)
+    if sorted(order.tolist()) != list(range(NUM_MPII_JOINTS)):
+        raise DataError("'dataset_joints' must name each of MPII's 16 joints once", path)
+    annotated = np.zeros((count, NUM_MPII_JOINTS), dtype=bool)
+    annotated[:, order] = (missing == 0).T
+    coords = np.zeros((count, NUM_MPII_JOINTS, 2))
+    coords[:, order] = pos.transpose(2, 0, 1) - MATLAB_OFFSET
+    if not np.isfinite(coords[annotated]).all():
+        raise DataError("pos_gt_src holds NaN or infinity for a joint that is not missing", path)
+    keypoints = np.concatenate([np.where(annotated[..., None], coords, 0.0), VISIBLE * annotated[..., None]], axis=2)
+    diagonal = np.linalg.norm(boxes[1] - boxes[0], axis=0)
+    return MpiiEvalPeople(keypoints, diagonal * HEAD_SIZE_FACTOR, "gt_valid")
+
+
+def _annolist_people(annolist: Any, path: str) -> MpiiEvalPeople:
+    not_ours = "not an MPII annotation .mat"
+    entries = _mat_items(annolist)
+    if not entries or not all(_is_struct(entry) and "annorect" in entry._fieldnames for entry in entries):
+        raise DataError(f"{not_ours}: 'annolist' has no field 'annorect'", path)
+    keypoints, head = [], []
+    for i, entry in enumerate(entries):
+        for j, rect in enumerate(_mat_items(entry.annorect)):
+            where = f"annolist({i + 1}).annorect({j + 1})"
+            if not _is_struct(rect):
+                raise DataError(f"annolist({i + 1}).annorect is not a struct", path)
+            box = _head_box(rect, where, path, not_ours)
+            if box is None:
+                raise DataError(f"{where} has no head box (x1, y1, x2, y2)", path)
+            head.append(HEAD_SIZE_FACTOR * math.hypot(box[2] - box[0], box[3] - box[1]))
+            person = _annorect_keypoints(rect, where, path, not_ours)
+            # Every annotated joint counts for PCKh, occluded or not.
+            person[:, 2] = np.where(person[:, 2] > 0, VISIBLE, 0.0)
+            keypoints.append(person)
+    if not keypoints:
+        raise DataError("'annolist' holds no annorect", path)
+    return MpiiEvalPeople(np.stack(keypoints), np.array(head), "annolist")
+
+
+def _is_struct(value: Any) -> bool:
+    # loadmat(struct_as_record=False) gives mat_struct objects, which list their fields in _fieldnames.
+    return hasattr(value, "_fieldnames")

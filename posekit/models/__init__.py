@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from . import cpm, hourglass, mspn, simple_baseline
 from .hrnet import HRNet, hrnet_w16_small, hrnet_w32, hrnet_w48
 from .pretrained import PRETRAINED, get_pretrained, list_pretrained, verified_weights
+from ..weightfiles import load_weights
 
 MODELS: Dict[str, Callable[..., nn.Module]] = {
     "hrnet_w32": hrnet_w32,
@@ -79,8 +80,6 @@ def create_model(name: str, num_keypoints: Optional[int] = None, weights: Option
                 raise
             raise ConfigError(f"model {name!r}: {exc}") from None
     if weights is not None:
-        from ..checkpoints import load_weights
-
         load_weights(model, weights)
     return model
 

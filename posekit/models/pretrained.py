@@ -13,6 +13,7 @@ from typing import Dict, List, Sequence
 
 from ..config import Config, apply_overrides, load_config
 from ..errors import CheckpointError, ConfigError
+from ..fileio import file_sha256
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MODEL_CARD = WEIGHTS_DIR / "MODEL_CARD.md"
@@ -63,8 +64,6 @@ def get_pretrained(name: str) -> PretrainedModel:
 
 def verified_weights(name: str) -> Path:
     """The path of a shipped model's weights, after checking its SHA-256 against the record above."""
-    from ..checkpoints import file_sha256
-
     entry = get_pretrained(name)
     path = entry.weights_path
     if not path.is_file():
