@@ -24,11 +24,15 @@ from .data.records import PersonRecord
 from .data.topdown import TopDownCrop
 from .errors import CheckpointError, ConfigError
 from .models import create_model
-from .skeletons import Skeleton, get_skeleton
+from .skeletons import AUTO, Skeleton, coco_file_skeleton, get_skeleton, is_skeleton_file, load_skeleton_file
 from .weightfiles import load_weights, read_state_dict
 
 
 def build_model(cfg: Config, load: bool = True) -> nn.Module:
+    """The configured model (with its backbone or whole weights when ``load``). A config whose
+    model.num_keypoints is null gets its keypoint set's count written in (:func:`model_num_keypoints`), so that
+    what reads the config afterwards (checkpoint metadata, the saved config.yaml) sees the number."""
+    cfg.model.num_keypoints = model_num_keypoints(cfg)
     model = create_model(cfg.model.name, num_keypoints=cfg.model.num_keypoints, **cfg.model.kwargs)
     if load and cfg.model.pretrained:
         state = read_state_dict(cfg.model.pretrained)
@@ -74,12 +78,42 @@ def build_codecs(specs: Sequence[OutputSpec], cfg: Config) -> List[HeatmapCodec]
 
 
 def dataset_skeleton(cfg: Config) -> Skeleton:
-    """The keypoint set the model sees: cfg.data.skeleton, reduced to cfg.data.keypoint_subset if given."""
-    check_format_skeleton(cfg.data.format, cfg.data.skeleton)
-    skeleton = get_skeleton(cfg.data.skeleton)
+    """The keypoint set the model sees: cfg.data.skeleton, reduced to cfg.data.keypoint_subset if given.
+
+    data.skeleton is a built-in set's name, a keypoint-set file (.yaml/.yml/.json, docs/keypoints.md) or ``auto``:
+    the person category of the COCO-format data.train_ann (data.val_ann where the training file is absent).
+    Files are read once per version (skeletons caches them)."""
+    spec = cfg.data.skeleton
+    check_format_skeleton(cfg.data.format, spec)
+    if spec == AUTO:
+        skeleton = coco_file_skeleton(_auto_skeleton_source(cfg))
+    elif is_skeleton_file(spec):
+        skeleton = load_skeleton_file(spec)
+    else:
+        skeleton = get_skeleton(spec)
     if cfg.data.keypoint_subset is not None:
         skeleton = skeleton.subset(cfg.data.keypoint_subset)
     return skeleton
+
+
+def _auto_skeleton_source(cfg: Config) -> str:
+    """The annotation file data.skeleton auto reads: data.train_ann, else data.val_ann."""
+    if cfg.data.format not in ("coco", "synthetic"):
+        raise ConfigError(f"data.skeleton auto reads the keypoint set from a COCO-format annotation file: "
+                          f"data.format must be coco or synthetic (it is {cfg.data.format})", "data.skeleton")
+    candidates = [join_root(cfg.data.root, a) for a in (cfg.data.train_ann, cfg.data.val_ann) if a]
+    for path in candidates:
+        if os.path.isfile(path):
+            return path
+    raise ConfigError(f"data.skeleton auto reads the keypoint names from data.train_ann or data.val_ann, but "
+                      f"neither is a file ({', '.join(candidates)})", "data.skeleton")
+
+
+def model_num_keypoints(cfg: Config) -> int:
+    """model.num_keypoints, or where it is null, the keypoint count of :func:`dataset_skeleton`."""
+    if cfg.model.num_keypoints is not None:
+        return int(cfg.model.num_keypoints)
+    return dataset_skeleton(cfg).num_keypoints
 
 
 def join_root(root: str, path: str) -> str:
@@ -100,7 +134,7 @@ def load_records(cfg: Config, split: str) -> List[PersonRecord]:
             records = read_coco_detections(cfg.test.det_file, cocostyle_image_index(data.format, ann), images,
                                            score_threshold=cfg.test.image_thre,
                                            category_id=cfg.test.det_category_id,
-                                           num_keypoints=cfg.model.num_keypoints, image_ids=cfg.test.image_ids,
+                                           num_keypoints=model_num_keypoints(cfg), image_ids=cfg.test.image_ids,
                                            skip_unknown_images=cfg.test.det_skip_unknown_images,
                                            max_per_image=cfg.test.det_max_per_image)
         else:
@@ -147,9 +181,14 @@ def load_records(cfg: Config, split: str) -> List[PersonRecord]:
                                   f"{r.keypoints.shape[0]}", "data.keypoint_subset")
             r.keypoints = r.keypoints[index]
     for r in records[:1]:
-        if r.keypoints.shape[0] != cfg.model.num_keypoints:
+        expected = model_num_keypoints(cfg)
+        if r.keypoints.shape[0] != expected and cfg.model.num_keypoints is not None:
             raise ConfigError(f"the data has {r.keypoints.shape[0]} keypoints but model.num_keypoints is "
                               f"{cfg.model.num_keypoints}", "model.num_keypoints")
+        if r.keypoints.shape[0] != expected:
+            raise ConfigError(f"the data has {r.keypoints.shape[0]} keypoints but keypoint set "
+                              f"{dataset_skeleton(cfg).name!r} (data.skeleton {cfg.data.skeleton}) has {expected}",
+                              "data.skeleton")
     return records
 
 

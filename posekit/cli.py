@@ -1,4 +1,4 @@
-"""The ``posekit`` command: demo | train | eval | score | predict | convert | export | bench | info.
+"""The ``posekit`` command: demo | train | eval | score | predict | convert | export | bench | info | configs.
 
 Errors a user can fix (bad file, bad config, wrong weights) print as one line and exit with status 2;
 ``--debug`` shows the traceback instead.
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -79,6 +80,7 @@ def _eval_config(args: argparse.Namespace):
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from .config import CONFIGS_DIR
     from .deploy.modelcard import describe_model, model_card
     from .fileio import atomic_write_bytes
     from .models import list_models
@@ -87,12 +89,19 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.pretrained:
         print("\n".join(f"{entry.name}  {entry.summary}" for entry in PRETRAINED.values()))
     elif args.card:
-        atomic_write_bytes(args.card, model_card(Path(args.configs)).encode())
+        atomic_write_bytes(args.card, model_card(Path(args.configs) if args.configs else CONFIGS_DIR).encode())
         print(f"wrote {args.card}")
     elif args.model is None:
         print("\n".join(list_models()))
     else:
         print(describe_model(args.model, args.input or (256, 192), args.num_keypoints, bench=args.bench))
+    return 0
+
+
+def cmd_configs(args: argparse.Namespace) -> int:
+    from .deploy.modelcard import describe_configs
+
+    print(describe_configs())
     return 0
 
 
@@ -119,23 +128,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
         config = DEFAULT_PRETRAINED
     cfg = load_config_or_pretrained(config, args.set)
     images, videos = check_inputs(inputs, args.det_file, args.ann)     # before the model loads
+    if args.detector and args.det_file:
+        raise PosekitError("--detector and --det-file both give the person boxes: use one of them")
+    if args.det_every < 1:
+        raise PosekitError(f"--det-every must be 1 or more (run the detector every N frames), got {args.det_every}")
+    if args.det_every != 1 and not args.detector:
+        raise PosekitError("--det-every says how often --detector runs: give --detector FILE.onnx too")
+    detector = None
+    if args.detector:
+        from .apps.detector import OnnxPersonDetector
+
+        detector = OnnxPersonDetector(args.detector, score_threshold=args.det_score)
     predictor = PosePredictor.from_config(cfg, weights=args.weights, device=args.device,
-                                          flip_test=False if args.no_flip else None, backend=args.backend)
+                                          flip_test=False if args.no_flip else None, backend=args.backend,
+                                          detector=detector)
     smoothing = OneEuroSettings(args.min_cutoff, args.beta, args.d_cutoff) if args.smooth else None
     predict_files(predictor, images + videos, args.out, draw=args.draw, draw_threshold=args.draw_threshold,
                   track=args.track, smoothing=smoothing, det_file=args.det_file, ann_file=args.ann,
                   score_threshold=args.score_threshold, progress=not args.no_progress, log=print,
-                  warn=lambda line: print(f"posekit: warning: {line}", file=sys.stderr))
+                  warn=lambda line: print(f"posekit: warning: {line}", file=sys.stderr), detector_every=args.det_every)
     return 0
 
 
 def _predict_config_and_inputs(positionals: List[str]) -> tuple:
-    """(config or None, inputs): the first positional is a config when it is a YAML file or a shipped model's
-    name; otherwise every positional is an input and the default shipped model predicts."""
+    """(config or None, inputs): the first positional is a config when it is a YAML file, a shipped model's or a
+    shipped recipe's name; otherwise every positional is an input and the default shipped model predicts."""
+    from .config import shipped_config_names
     from .models.pretrained import PRETRAINED
 
     first = positionals[0]
-    if first.lower().endswith((".yaml", ".yml")) or (first in PRETRAINED and not Path(first).exists()):
+    named = first in PRETRAINED or first in shipped_config_names()
+    if first.lower().endswith((".yaml", ".yml")) or (named and not Path(first).exists()):
         return first, positionals[1:]
     return None, positionals
 
@@ -263,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="train a config")
-    p.add_argument("config")
+    p.add_argument("config", help="a YAML file or a shipped recipe's name (posekit configs lists them)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output folder")
     p.add_argument("--output-dir", default=None)
@@ -271,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate weights on a config's validation data")
-    p.add_argument("config")
+    p.add_argument("config", help="a YAML file, a shipped model's name (posekit info --pretrained: its config and "
+                                  "weights) or a shipped recipe's name (posekit configs)")
     p.add_argument("--weights", default=None, help="posekit .safetensors or an official .pth")
     p.add_argument("--det-file", default=None, help="COCO detection results JSON (instead of ground-truth boxes)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -284,14 +308,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="poses in images or videos (each whole image/frame as one person, or boxes "
                                        "from detections); --track follows people through a video")
     p.add_argument("inputs", nargs="+", metavar="[CONFIG] INPUT",
-                   help="optionally first a config (YAML file, or a shipped model's name; default: the shipped "
-                        "model, posekit info --pretrained), then image files, video files (OpenCV: .mp4, .avi, ...) "
-                        "and/or folders of them")
+                   help="optionally first a config (YAML file, a shipped model's name or a shipped recipe's name; "
+                        "default: the shipped model, posekit info --pretrained), then image files, video files "
+                        "(OpenCV: .mp4, .avi, ...) and/or folders of them")
     p.add_argument("--weights", default=None, help="posekit .safetensors or an official .pth (default: model.weights)")
     p.add_argument("--det-file", default=None, help="COCO detection results JSON: one pose per person box "
                    "(for a video: image_id = the 0-based frame index)")
     p.add_argument("--ann", default=None, help="COCO annotation JSON naming the images of --det-file (matched by file name)")
     p.add_argument("--score-threshold", type=float, default=0.0, help="drop detections scoring below this")
+    p.add_argument("--detector", default=None, metavar="FILE.onnx", help="person detector: a YOLOX (rtmlib / "
+                   "MMDeploy) or Ultralytics YOLOv8/11 ONNX file, run where no --det-file gives the boxes")
+    p.add_argument("--det-score", type=float, default=0.3, help="--detector: keep people scoring above this")
+    p.add_argument("--det-every", type=int, default=1, metavar="N", help="--detector in videos and tracked image "
+                   "sequences: detect on every N-th frame, the tracker carries the people in between")
     p.add_argument("--out", default="posekit-predictions", help="output folder (default: ./posekit-predictions)")
     p.add_argument("--draw", action="store_true", help="also write each image with its skeletons to OUT/drawn/")
     p.add_argument("--draw-threshold", type=float, default=0.3, help="hide joints scoring below this when drawing")
@@ -304,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--d-cutoff", type=float, default=1.0, help="One-Euro cutoff of the speed estimate, Hz")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "torch-channels-last", "torch-folded",
-                                                         "torch-bf16", "onnxruntime"],
+                                                         "torch-bf16", "onnxruntime", "openvino"],
                    help="inference backend (docs/benchmarks.md); auto: the fastest exact one here; an .onnx "
                         "--weights file always runs on onnxruntime")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -318,8 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench", action="store_true", help="also time a CPU forward at batch 1 and 8")
     p.add_argument("--pretrained", action="store_true", help="list the trained models shipped in the package")
     p.add_argument("--card", default=None, metavar="FILE", help="write the model card (every model, Markdown) to FILE")
-    p.add_argument("--configs", default="configs", help="config folder whose recipes go into the model card")
+    p.add_argument("--configs", default=None, help="config folder whose recipes go into the model card "
+                                                   "(default: the recipes shipped in the package)")
     p.set_defaults(func=cmd_info)
+    p = sub.add_parser("configs", help="list the recipes shipped in the package (a CONFIG argument may name one)")
+    p.set_defaults(func=cmd_configs)
+
     p = sub.add_parser("convert", help="official / MMPose weights -> posekit safetensors + config")
     p.add_argument("source", help="weights file (.pth, .pth.tar, .safetensors)")
     p.add_argument("--model", required=True, help="posekit model name (posekit info lists them)")
@@ -327,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="layout", default="auto", choices=["auto", "official", "mmpose", "mspn"],
                    help="key layout of the file (default: detected from the key names)")
     p.add_argument("--out", required=True, help="output folder for weights.safetensors and config.yaml")
-    p.add_argument("--config", default=None, help="base config (default: the configs/*.yaml of this model and K)")
+    p.add_argument("--config", default=None, help="base config, a YAML file or a shipped recipe's name (default: "
+                                                  "the shipped recipe of this model and K)")
     p.add_argument("--model-kwargs", default=None, metavar="YAML", help="builder options, e.g. '{width: 16}'")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value of the written config")
     p.set_defaults(func=cmd_convert)
@@ -339,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred", required=True, action="append", help="predictions (.json .npy .npz .mat .h5; COCO: "
                    "results JSON); repeat to compare several")
     p.add_argument("--name", action="append", default=[], help="label of each --pred in tables and plots (repeat)")
-    p.add_argument("--out", default=None, help="write scores.md/.csv/.json, per_joint.csv and pck_curve.png here")
+    p.add_argument("--out", default=None, help="write scores.md/.csv/.json, per_joint.csv/.png/.svg and pck_curve.png/.svg here")
     p.add_argument("--alpha", type=float, default=None, help="threshold (default: 0.5 for MPII PCKh, 0.2 for LSP/FLIC PCK)")
     p.add_argument("--head-boxes", default=None, help="MPII: head sizes from this valid.h5 / gt_valid.mat / annolist .mat")
     p.add_argument("--subset", default=None, metavar="FIRST-LAST",
@@ -357,7 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-order-check", action="store_true", help="score even when another joint order fits far better")
     p.set_defaults(func=cmd_score)
     p = sub.add_parser("export", help="export a model's final heatmaps to ONNX (dynamic batch)")
-    p.add_argument("--config", default=None, help="config whose model (and model.weights) to export")
+    p.add_argument("--config", default=None, help="config whose model (and model.weights) to export: a YAML file "
+                                                  "or a shipped recipe's name")
     p.add_argument("--model", default=None, help="or a model name (see `posekit info`)")
     p.add_argument("--weights", default=None, help="posekit .safetensors or an official .pth")
     p.add_argument("--random-weights", action="store_true", help="allow exporting without weights (benchmarks)")
@@ -380,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default: 1 8)")
     p.add_argument("--backend", nargs="+", default=["torch,torch-channels-last,torch-folded,torch-bf16,onnxruntime"],
                    help="comma-separated backends: torch (fp32 eager, the reference), torch-channels-last, torch-folded "
-                        "(BN folded + channels-last), torch-bf16 (folded + channels-last + bf16 autocast), onnxruntime")
+                        "(BN folded + channels-last), torch-bf16 (folded + channels-last + bf16 autocast), onnxruntime, "
+                        "openvino (the openvino extra)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch and ONNX Runtime")
     p.add_argument("--repeats", type=int, default=10, help="timed rounds (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per backend first")
@@ -406,6 +442,21 @@ def _one_line(exc: BaseException) -> str:
     return message if sep and kind.rsplit(".", 1)[-1] == type(exc).__name__ else last
 
 
+def _one_line_warnings() -> None:
+    """posekit's own warnings as ``posekit: warning: ...`` lines, without Python's file-and-line prefix."""
+    from .skeletons import KeypointSetWarning
+
+    show = warnings.showwarning
+
+    def shown(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 (warnings' signature)
+        if issubclass(category, KeypointSetWarning):
+            print(f"posekit: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = shown
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -413,6 +464,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .data.images import silence_decoder_warnings
 
         silence_decoder_warnings()   # posekit names the bad image itself; OpenCV's extra lines are noise
+        _one_line_warnings()
     try:
         return args.func(args)
     except PosekitError as exc:

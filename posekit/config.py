@@ -8,7 +8,9 @@ raised when the file is read rather than when the setting is first used.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 import yaml
 
 from .errors import ConfigError
+from .skeletons import AUTO, SKELETONS, is_skeleton_file
 
 # The allowed values of every enum-like setting. The field annotations below name these types, so the loader
 # checks them when a file or an override is read; the modules that act on a setting import the tuples from here
@@ -49,12 +52,16 @@ FORMAT_SKELETONS: Dict[str, Tuple[str, ...]] = {
 LSP_TRAIN_COUNT = 1000
 # train.device: auto or a device that training knows (select_device, amp_settings and sync_bn handle CPU and CUDA).
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+# The recipes shipped inside the package (posekit configs lists them): a config argument may name one.
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 
 
 @dataclass
 class ModelConfig:
     name: str = "hrnet_w32"
-    num_keypoints: int = 17
+    # null (the default) = the keypoint set's count (data.skeleton, after data.keypoint_subset), set by
+    # build.build_model; a number must match the data.
+    num_keypoints: Optional[int] = None
     # Gaussian sigma of the final output (heatmap px; CPM: input px); other outputs keep their declared ratio
     # to it. null = the sigmas the model declares.
     sigma: Optional[float] = None
@@ -178,6 +185,9 @@ class TrainConfig:
     # torch.use_deterministic_algorithms for the run (and cuDNN autotuning off): bit-identical reruns and
     # resumes on the same hardware and thread count, at some speed cost on GPUs.
     deterministic: bool = False
+    # Scalars (loss and lr per step, epoch loss, seconds, validation metrics) to OUTPUT/tensorboard/ for
+    # TensorBoard (rank 0). Needs the optional tensorboard package (pip install "posekit[tensorboard]").
+    tensorboard: bool = False
 
 
 @dataclass
@@ -300,11 +310,45 @@ def config_from_dict(values: Dict[str, Any], source: str = "<config>") -> Config
     return cfg
 
 
+def shipped_config_names() -> List[str]:
+    """The names of the recipes shipped in ``posekit/configs`` (file names less ``.yaml``), sorted."""
+    return sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(name_or_path: Union[str, Path]) -> Path:
+    """The YAML file a config argument means: an existing path as it is, else the shipped recipe of that name
+    (``hrnet-w32_coco_256x192``, with or without ``.yaml``).
+
+    A bare name that is neither is a ConfigError listing the close shipped names. A path with a folder in it is
+    never taken for a name (a missing one is returned for the reader to report), so a recipe is only used
+    where its name alone was given.
+    """
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    text = os.fspath(name_or_path)
+    name = text[:-len(path.suffix)] if path.suffix in (".yaml", ".yml") else text
+    names = shipped_config_names()
+    if "/" in text or os.sep in text:
+        if path.stem in names:
+            raise ConfigError(f"cannot read config: no such file (to use the recipe shipped in the package "
+                              f"under that name, give the name alone: {path.stem})", text)
+        return path
+    if name in names:
+        return CONFIGS_DIR / f"{name}.yaml"
+    close = difflib.get_close_matches(name, names, n=4, cutoff=0.5)
+    raise ConfigError(f"cannot read config: no such file and no shipped recipe of that name"
+                      f"{'; close: ' + ', '.join(close) if close else ''} (posekit configs lists them)", text)
+
+
 def load_config(path: Optional[Union[str, Path]], overrides: Sequence[str] = ()) -> Config:
-    """Read a YAML config (None: defaults) and apply ``key.sub=value`` overrides (values parsed as YAML)."""
+    """Read a YAML config (a path, a shipped recipe's name as :func:`resolve_config_path` finds it, or None:
+    the defaults) and apply ``key.sub=value`` overrides (values parsed as YAML)."""
     values: Dict[str, Any] = {}
     source = str(path) if path is not None else "<defaults>"
     if path is not None:
+        path = resolve_config_path(path)
+        source = str(path)
         try:
             text = Path(path).read_text()
         except OSError as exc:
@@ -335,11 +379,23 @@ def validate(cfg: Config, source: str = "<config>") -> None:
     _check_choices(cfg, "", source)
     data, train, test = cfg.data, cfg.train, cfg.test
 
+    # A keypoint-set file (or auto: the COCO annotation file's own set) is read where the set is needed
+    # (build.dataset_skeleton); here only that it is there.
+    if data.skeleton not in SKELETONS and data.skeleton != AUTO:
+        if not is_skeleton_file(data.skeleton):
+            raise ConfigError(f"data.skeleton must be {', '.join(SKELETONS)}, auto or a keypoint-set file "
+                              f"(.yaml, .yml, .json), got {data.skeleton!r}", source)
+        if not Path(data.skeleton).is_file():
+            raise ConfigError(f"data.skeleton: keypoint-set file {data.skeleton} not found", source)
+    if data.skeleton == AUTO and data.format not in ("coco", "synthetic"):
+        raise ConfigError(f"data.skeleton auto reads the keypoint set from a COCO-format annotation file: "
+                          f"data.format must be coco or synthetic (it is {data.format})", source)
     fitting = FORMAT_SKELETONS.get(data.format)
     if fitting is not None and data.skeleton not in fitting:
         raise ConfigError(f"data.format {data.format} holds {fitting[0]} keypoints: set data.skeleton to "
                           f"{' or '.join(fitting)} (it is {data.skeleton!r})", source)
-    if data.keypoint_subset is not None and len(data.keypoint_subset) != cfg.model.num_keypoints:
+    if (data.keypoint_subset is not None and cfg.model.num_keypoints is not None
+            and len(data.keypoint_subset) != cfg.model.num_keypoints):
         raise ConfigError(f"data.keypoint_subset keeps {len(data.keypoint_subset)} joints but model.num_keypoints "
                           f"is {cfg.model.num_keypoints}", source)
     if data.holdout is not None and (len(data.holdout) != 2

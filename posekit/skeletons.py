@@ -1,15 +1,25 @@
 """Keypoint sets: joint names, left/right flip pairs, limbs for drawing, OKS sigmas, body halves.
 
-Pure data; knows nothing of images or tensors. Orders are those of the datasets' own files.
+Pure data; knows nothing of images or tensors. Orders are those of the datasets' own files. Besides the built-in
+sets (:data:`SKELETONS`), a set can come from a YAML/JSON keypoint-set file (:func:`load_skeleton_file`, format in
+docs/keypoints.md) or from a COCO-format annotation file's person category (:func:`coco_file_skeleton`).
 """
 from __future__ import annotations
 
+import functools
+import json
+import os
+import re
+import warnings
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
+from .fileio import read_json
 
 
 @dataclass(frozen=True)
@@ -70,18 +80,72 @@ class Skeleton:
         )
 
 
-def _side_colors(keypoints: Sequence[str], limbs: Sequence[Tuple[int, int]]) -> Tuple[Tuple[int, int, int], ...]:
-    def side(i: int) -> str:
-        n = keypoints[i]
-        if n.startswith(("l_", "left")):
-            return "l"
-        if n.startswith(("r_", "right")):
-            return "r"
-        return "c"
+# Where a keypoint name says its side: left/right (any case) opening the name (left_hand, leftHand, LeftHand,
+# lefthand) or closing it after a separator or a camel-case step (hand_left, handLeft); l/r set apart by a
+# separator (l_wrist, wrist_R); L/R opening a camel-case name (LShoulder, as OpenPose writes them). A closing
+# left/right needs the boundary so that words like "upright" are not read as a side.
+_SIDE_PATTERNS = (
+    re.compile(r"^(left|right)(?=.)", re.IGNORECASE),
+    re.compile(r"^(l|r)(?=[_\-. ])", re.IGNORECASE),
+    re.compile(r"^([LR])(?=[A-Z][a-z])"),
+    re.compile(r"(?<=[_\-. ])(left|right)$", re.IGNORECASE),
+    re.compile(r"(?<=[a-z0-9])(Left|Right|LEFT|RIGHT)$"),
+    re.compile(r"(?<=[_\-. ])(l|r)$", re.IGNORECASE),
+)
+_OTHER_SIDE = {"left": "right", "right": "left", "l": "r", "r": "l"}
 
+
+def _side_word(name: str) -> Optional[re.Match]:
+    for pattern in _SIDE_PATTERNS:
+        match = pattern.search(name)
+        if match:
+            return match
+    return None
+
+
+def name_side(name: str) -> str:
+    """'l', 'r' or 'c' (centre: no side word) for a keypoint name (see :data:`_SIDE_PATTERNS`)."""
+    match = _side_word(name)
+    return "c" if match is None else match.group(1)[0].lower()
+
+
+def mirror_name(name: str) -> Optional[str]:
+    """The name of the other side's keypoint (left_hand -> right_hand, LShoulder -> RShoulder, wrist_l -> wrist_r),
+    in the same letter case; None for a name without a side word."""
+    match = _side_word(name)
+    if match is None:
+        return None
+    word = match.group(1)
+    other = _OTHER_SIDE[word.lower()]
+    other = other.upper() if word.isupper() else other.capitalize() if word[0].isupper() else other
+    return name[:match.start(1)] + other + name[match.end(1):]
+
+
+def flip_pairs_from_names(names: Sequence[str]) -> Tuple[Tuple[Tuple[int, int], ...], Tuple[str, ...]]:
+    """(flip pairs, sided names without a mirror) found from the names' left/right words."""
+    index = {n: i for i, n in enumerate(names)}
+    pairs: List[Tuple[int, int]] = []
+    paired: set = set()
+    unpaired: List[str] = []
+    for i, n in enumerate(names):
+        if i in paired:
+            continue
+        mirror = mirror_name(n)
+        if mirror is None:
+            continue
+        j = index.get(mirror)
+        if j is None or j == i or j in paired:
+            unpaired.append(n)
+            continue
+        pairs.append((i, j))
+        paired.update((i, j))
+    return tuple(pairs), tuple(unpaired)
+
+
+def _side_colors(keypoints: Sequence[str], limbs: Sequence[Tuple[int, int]]) -> Tuple[Tuple[int, int, int], ...]:
     colors = []
     for a, b in limbs:
-        sides = {side(a), side(b)}
+        sides = {name_side(keypoints[a]), name_side(keypoints[b])}
         if sides == {"l"} or sides == {"l", "c"}:
             colors.append((0, 128, 255))    # orange
         elif sides == {"r"} or sides == {"r", "c"}:
@@ -238,3 +302,289 @@ def get_skeleton(name: str) -> Skeleton:
 
 def list_skeletons() -> List[str]:
     return list(SKELETONS)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Keypoint sets from files: a keypoint-set file (YAML/JSON) or a COCO-format annotation file's person category
+# ------------------------------------------------------------------------------------------------------------------
+
+AUTO = "auto"                                       # data.skeleton: read the set from the COCO annotation file
+SKELETON_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+# OKS sigma for every keypoint of a set that lists none: the mean of COCO's 17 (0.0669), i.e. a joint of average
+# COCO annotation spread. MMPose has no default (its dataset info must list sigmas); Ultralytics uses 1/K, which
+# makes OKS looser the fewer keypoints a set has (0.2 for 5). COCO AP depends on these: list measured ones.
+UNIFORM_SIGMA = float(np.mean(COCO.sigmas))
+# Names of lower-body joints (HRNet's split puts hips, knees and ankles in the lower half); every other joint of a
+# set read from a file without upper_body / lower_body counts as upper body.
+_LOWER_BODY_WORDS = ("hip", "knee", "ankle", "foot", "feet", "toe", "heel", "leg", "thigh", "shin", "calf", "pelvis")
+_FILE_KEYS = ("name", "keypoints", "flip_pairs", "limbs", "sigmas", "upper_body", "lower_body", "torso", "limb_colors")
+
+
+class KeypointSetWarning(UserWarning):
+    """A keypoint set read from a file lacks something that has a stated default (OKS sigmas, a mirror joint)."""
+
+
+def is_skeleton_file(spec: str) -> bool:
+    """Whether a data.skeleton value names a keypoint-set file (rather than a built-in set or ``auto``)."""
+    return str(spec).lower().endswith(SKELETON_FILE_SUFFIXES)
+
+
+def _lower_body_guess(names: Sequence[str]) -> Tuple[int, ...]:
+    return tuple(i for i, n in enumerate(names) if any(w in n.lower() for w in _LOWER_BODY_WORDS))
+
+
+def _torso_guess(names: Sequence[str]) -> Optional[Tuple[int, int]]:
+    """(left shoulder, right hip) where the names have both, as LSP's and FLIC's PCK normaliser."""
+    def find(side: str, word: str) -> Optional[int]:
+        return next((i for i, n in enumerate(names) if name_side(n) == side and word in n.lower()), None)
+
+    a, b = find("l", "shoulder"), find("r", "hip")
+    return None if a is None or b is None else (a, b)
+
+
+def _sigma_warning(source: str) -> None:
+    warnings.warn(f"{source}: no OKS sigmas for this keypoint set: {UNIFORM_SIGMA:.4f} (the mean of COCO's) for "
+                  f"every keypoint; COCO AP depends on them, list measured ones in a keypoint-set file "
+                  f"(docs/keypoints.md)", KeypointSetWarning, stacklevel=3)
+
+
+def _unpaired_warning(source: str, unpaired: Sequence[str]) -> None:
+    if unpaired:
+        warnings.warn(f"{source}: {', '.join(map(repr, unpaired))} name a side but have no mirror keypoint: not "
+                      f"swapped by flips", KeypointSetWarning, stacklevel=3)
+
+
+def _check_names(names: Any, fail) -> Tuple[str, ...]:
+    if not isinstance(names, list) or not names:
+        fail(f"'keypoints' must be a non-empty list of names, found {names!r}"[:200])
+    seen: Dict[str, int] = {}
+    for i, n in enumerate(names):
+        if not isinstance(n, str) or not n.strip():
+            fail(f"keypoints[{i}] must be a non-empty name, found {n!r}")
+        if n in seen:
+            fail(f"keypoint {n!r} appears twice (keypoints[{seen[n]}] and keypoints[{i}])")
+        seen[n] = i
+    return tuple(names)
+
+
+def _name_pairs(value: Any, key: str, index: Mapping[str, int], fail) -> Tuple[Tuple[int, int], ...]:
+    if not isinstance(value, list):
+        fail(f"'{key}' must be a list of [name, name] pairs, found {type(value).__name__}")
+    pairs = []
+    for i, pair in enumerate(value):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            fail(f"{key}[{i}] must be a [name, name] pair, found {pair!r}")
+        for n in pair:
+            if n not in index:
+                fail(f"{key}[{i}]: unknown keypoint {n!r}; the keypoints are {', '.join(index)}")
+        if pair[0] == pair[1]:
+            fail(f"{key}[{i}] joins {pair[0]!r} to itself")
+        pairs.append((index[pair[0]], index[pair[1]]))
+    return tuple(pairs)
+
+
+def _name_list(value: Any, key: str, index: Mapping[str, int], fail) -> Tuple[int, ...]:
+    if not isinstance(value, list):
+        fail(f"'{key}' must be a list of keypoint names, found {type(value).__name__}")
+    for n in value:
+        if n not in index:
+            fail(f"{key}: unknown keypoint {n!r}; the keypoints are {', '.join(index)}")
+    if len(set(value)) != len(value):
+        fail(f"{key} names a keypoint twice")
+    return tuple(index[n] for n in value)
+
+
+def _color_bgr(value: Any, where: str, fail) -> Tuple[int, int, int]:
+    """'#rrggbb' or [r, g, b] (0-255) -> BGR, the order Skeleton stores."""
+    if isinstance(value, str) and re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+        rgb = [int(value[k:k + 2], 16) for k in (1, 3, 5)]
+    elif (isinstance(value, (list, tuple)) and len(value) == 3
+          and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in value)):
+        rgb = list(value)
+    else:
+        fail(f"{where} must be '#rrggbb' or [r, g, b] with 0-255 integers, found {value!r}")
+    return rgb[2], rgb[1], rgb[0]
+
+
+def skeleton_from_mapping(data: Any, source: str, default_name: str = "custom") -> Skeleton:
+    """The keypoint set a keypoint-set file's mapping describes (format: docs/keypoints.md); ConfigError naming
+    ``source`` and the problem. Optional keys take the defaults documented there (flip pairs from left/right names,
+    no limbs, uniform sigmas with a warning, lower body from joint names, no torso, colours by side)."""
+    def fail(problem: str):
+        raise ConfigError(problem, source)
+
+    if not isinstance(data, dict):
+        fail(f"a keypoint-set file holds a mapping (keypoints: [...], limbs: ...), found {type(data).__name__}")
+    unknown = [k for k in data if k not in _FILE_KEYS]
+    if unknown:
+        fail(f"unknown key {unknown[0]!r}; a keypoint-set file has {', '.join(_FILE_KEYS)}")
+    names = _check_names(data.get("keypoints"), fail)
+    index = {n: i for i, n in enumerate(names)}
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not name:
+        fail(f"'name' must be a non-empty string, found {name!r}")
+
+    if "flip_pairs" in data:
+        flip_pairs = _name_pairs(data["flip_pairs"], "flip_pairs", index, fail)
+        counts = np.bincount(np.asarray(flip_pairs, dtype=np.int64).reshape(-1), minlength=len(names))
+        if flip_pairs and counts.max() > 1:
+            fail(f"flip_pairs: keypoint {names[int(counts.argmax())]!r} is in two pairs")
+    else:
+        flip_pairs, unpaired = flip_pairs_from_names(names)
+        _unpaired_warning(source, unpaired)
+    limbs = _name_pairs(data.get("limbs", []), "limbs", index, fail)
+
+    sigmas = data.get("sigmas")
+    if sigmas is None:
+        _sigma_warning(source)
+        sigmas = [UNIFORM_SIGMA] * len(names)
+    elif isinstance(sigmas, (int, float)) and not isinstance(sigmas, bool):
+        sigmas = [sigmas] * len(names)    # one number: the same sigma for every keypoint
+    if not isinstance(sigmas, list) or len(sigmas) != len(names):
+        count = len(sigmas) if isinstance(sigmas, list) else type(sigmas).__name__
+        fail(f"sigmas: {count} values for {len(names)} keypoints (one per keypoint, or one number for all)")
+    for i, v in enumerate(sigmas):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < np.inf:
+            fail(f"sigmas[{i}] must be a positive number, found {v!r}")
+
+    if "upper_body" in data or "lower_body" in data:
+        upper = _name_list(data.get("upper_body", []), "upper_body", index, fail)
+        lower = _name_list(data.get("lower_body", []), "lower_body", index, fail)
+        both = set(upper) & set(lower)
+        if both:
+            fail(f"keypoint {names[min(both)]!r} is in both upper_body and lower_body")
+    else:
+        lower = _lower_body_guess(names)
+        upper = tuple(i for i in range(len(names)) if i not in lower)
+
+    torso: Optional[Tuple[int, int]] = None
+    if data.get("torso") is not None:
+        torso_pairs = _name_pairs([data["torso"]], "torso", index, fail)
+        torso = torso_pairs[0]
+
+    if data.get("limb_colors") is not None:
+        colors = data["limb_colors"]
+        if not isinstance(colors, list) or len(colors) != len(limbs):
+            count = len(colors) if isinstance(colors, list) else type(colors).__name__
+            fail(f"limb_colors: {count} colours for {len(limbs)} limbs")
+        limb_colors = tuple(_color_bgr(c, f"limb_colors[{i}]", fail) for i, c in enumerate(colors))
+    else:
+        limb_colors = _side_colors(names, limbs)
+    return Skeleton(name=name, keypoints=names, flip_pairs=flip_pairs, limbs=limbs, upper_body=upper,
+                    lower_body=lower, sigmas=tuple(float(v) for v in sigmas), torso=torso, limb_colors=limb_colors)
+
+
+def _cached_by_file(loader):
+    """``loader(path)`` read once per file version (path, size, modification time): data.skeleton is resolved by
+    every dataset, evaluation and predictor built from a config, and a COCO training file is large."""
+    cached = functools.lru_cache(maxsize=16)(lambda path, size, mtime: loader(path))
+
+    @functools.wraps(loader)
+    def load(path: Union[str, "os.PathLike[str]"]) -> Skeleton:
+        path = os.fspath(path)
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return loader(path)     # the loader names the missing or unreadable file
+        return cached(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+
+    load.cache_clear = cached.cache_clear   # type: ignore[attr-defined]
+    return load
+
+
+@_cached_by_file
+def load_skeleton_file(path: Union[str, "os.PathLike[str]"]) -> Skeleton:
+    """The keypoint set of a YAML/JSON keypoint-set file (docs/keypoints.md): keypoint names; flip pairs, limbs,
+    upper/lower body and torso by name; OKS sigmas; limb colours. ConfigError ``"<path>: <problem>"``."""
+    path = os.fspath(path)
+    if not is_skeleton_file(path):
+        raise ConfigError(f"a keypoint-set file ends in {', '.join(SKELETON_FILE_SUFFIXES)}", path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("keypoint-set file not found", path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read keypoint-set file: {getattr(exc, 'strerror', None) or exc}", path) from None
+    try:
+        data = json.loads(text) if path.lower().endswith(".json") else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"not valid JSON ({exc})", path) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {str(exc).splitlines()[0]}", path) from None
+    return skeleton_from_mapping(data, path, default_name=Path(path).stem)
+
+
+def skeleton_from_coco(data: Any, source: str) -> Skeleton:
+    """The keypoint set of a COCO-format annotation object: its person category's (id 1, the one the COCO reader
+    reads; else the first with keypoints) ``keypoints`` names and ``skeleton`` (1-based index pairs, as COCO writes
+    it). Flip pairs come from left/right names, lower body from joint names, sigmas are :data:`UNIFORM_SIGMA`
+    (with a warning). DataError naming ``source`` and the problem."""
+    def fail(problem: str):
+        raise DataError(problem, source)
+
+    if not isinstance(data, dict):
+        fail(f"expected a COCO annotation object at the top level, found {type(data).__name__}")
+    categories = data.get("categories")
+    if not isinstance(categories, list) or not categories:
+        fail("no 'categories' list: data.skeleton auto reads the keypoint names from the person category")
+    with_keypoints = [c for c in categories if isinstance(c, dict) and c.get("keypoints") is not None]
+    category = next((c for c in with_keypoints if c.get("id") == 1), with_keypoints[0] if with_keypoints else None)
+    if category is None:
+        fail("no category lists 'keypoints': data.skeleton auto needs the keypoint names there (or name a "
+             "keypoint-set file)")
+    where = f"category {category.get('id')!r}"
+    names = _check_names(category["keypoints"], lambda problem: fail(f"{where}: {problem}"))
+    links = category.get("skeleton", [])
+    if not isinstance(links, list):
+        fail(f"{where}: 'skeleton' must be a list of [a, b] pairs, found {type(links).__name__}")
+    limbs = []
+    for i, pair in enumerate(links):
+        if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair)):
+            fail(f"{where}: skeleton[{i}] must be a pair of keypoint numbers, found {pair!r}")
+        if not all(1 <= v <= len(names) for v in pair):
+            hint = " (COCO numbers keypoints from 1)" if 0 in pair else ""
+            fail(f"{where}: skeleton[{i}] {list(pair)} is outside 1-{len(names)}{hint}")
+        limbs.append((pair[0] - 1, pair[1] - 1))
+    flip_pairs, unpaired = flip_pairs_from_names(names)
+    _unpaired_warning(source, unpaired)
+    _sigma_warning(source)
+    lower = _lower_body_guess(names)
+    return Skeleton(
+        name=str(category.get("name") or "auto"), keypoints=names, flip_pairs=flip_pairs, limbs=tuple(limbs),
+        upper_body=tuple(i for i in range(len(names)) if i not in lower), lower_body=lower,
+        sigmas=(UNIFORM_SIGMA,) * len(names), torso=_torso_guess(names), limb_colors=_side_colors(names, limbs))
+
+
+@_cached_by_file
+def coco_file_skeleton(path: Union[str, "os.PathLike[str]"]) -> Skeleton:
+    """:func:`skeleton_from_coco` of a COCO-format annotation file (data.skeleton: auto)."""
+    return skeleton_from_coco(read_json(path, "annotation file"), os.fspath(path))
+
+
+def skeleton_to_mapping(skeleton: Skeleton) -> Dict[str, Any]:
+    """A keypoint-set file's content for ``skeleton`` (by name, colours as '#rrggbb'): what
+    :func:`load_skeleton_file` reads back into an equal Skeleton."""
+    names = skeleton.keypoints
+    data: Dict[str, Any] = {
+        "name": skeleton.name, "keypoints": list(names),
+        "flip_pairs": [[names[a], names[b]] for a, b in skeleton.flip_pairs],
+        "limbs": [[names[a], names[b]] for a, b in skeleton.limbs],
+        "upper_body": [names[i] for i in skeleton.upper_body], "lower_body": [names[i] for i in skeleton.lower_body],
+        "limb_colors": ["#%02x%02x%02x" % (r, g, b) for b, g, r in skeleton.limb_colors],
+    }
+    if skeleton.sigmas is not None:
+        data["sigmas"] = [round(float(v), 6) for v in skeleton.sigmas]
+    if skeleton.torso is not None:
+        data["torso"] = [names[skeleton.torso[0]], names[skeleton.torso[1]]]
+    return data
+
+
+def write_skeleton_file(skeleton: Skeleton, path: Union[str, "os.PathLike[str]"]) -> None:
+    """Write ``skeleton`` as a keypoint-set file (YAML, or JSON for a .json path), e.g. to keep the set that
+    ``data.skeleton: auto`` read for a deployment without the annotation file."""
+    path = os.fspath(path)
+    data = skeleton_to_mapping(skeleton)
+    text = json.dumps(data, indent=1) if path.lower().endswith(".json") else yaml.safe_dump(
+        data, sort_keys=False, default_flow_style=None)
+    Path(path).write_text(text, encoding="utf-8")

@@ -1,19 +1,23 @@
-"""Drawing: skeletons over images, heatmap overlays, image grids, line charts, atomic image saving.
+"""Drawing: skeletons over images, heatmap overlays, image grids, charts, atomic image saving.
 
-Depends only on numpy, OpenCV and :mod:`posekit.skeletons` (no matplotlib). Colours are BGR, as
-:class:`posekit.skeletons.Skeleton` stores them; pass ``rgb=True`` when drawing on an RGB image.
+Drawing on images uses numpy and OpenCV; the charts (line, grouped bar, learning curve; PNG, SVG) use matplotlib,
+imported on the first chart. Colours are BGR, as :class:`posekit.skeletons.Skeleton` stores them; pass
+``rgb=True`` when drawing on an RGB image.
 """
 from __future__ import annotations
 
+import io
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, PosekitError
+from .fileio import atomic_write_bytes
 from .skeletons import Skeleton
 
 # Ten distinguishable BGR colours for chart series (the usual "tab10" palette).
@@ -129,21 +133,82 @@ def make_grid(images: Sequence[np.ndarray], columns: int, pad: int = 2, pad_valu
     return grid
 
 
-def _nice_ticks(lo: float, hi: float, target: int = 6) -> np.ndarray:
-    """Round tick positions (1, 2 or 5 times a power of ten) covering [lo, hi]."""
-    raw = (hi - lo) / max(target - 1, 1)
-    magnitude = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
-    return np.arange(math.floor(lo / step) * step, hi + 0.5 * step, step)
+# ------------------------------------------------------------------------------------------------------ charts
+# Charts are drawn with matplotlib's object-oriented API on an Agg canvas: no pyplot state (safe in threads, no
+# display needed). matplotlib is a dependency of posekit, imported here on the first chart so that `import posekit`
+# and `posekit predict` do not pay its start-up time.
+
+CHART_DPI = 100
+# Suffixes written by matplotlib as vector files; any other suffix is a raster image encoded by save_image.
+VECTOR_SUFFIXES = (".svg", ".pdf")
+# Vector files without a date and with fixed element ids, so that the same chart gives the same bytes; text stays
+# text in SVG (searchable, selectable, smaller than glyph outlines).
+_VECTOR_METADATA = {".svg": {"Date": None}, ".pdf": {"CreationDate": None}}
+_CHART_STYLE = {
+    "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9,
+    "legend.fontsize": 9, "figure.titlesize": 11, "axes.grid": True, "grid.color": "#dddddd", "grid.linewidth": 0.8,
+    "axes.axisbelow": True, "axes.spines.top": False, "axes.spines.right": False, "lines.linewidth": 1.8,
+    "svg.fonttype": "none", "svg.hashsalt": "posekit", "figure.facecolor": "white", "savefig.facecolor": "white",
+}
+LEARNING_CURVE_METRICS = {"pck": "PCK", "Mean": "PCKh", "AP": "AP"}
+MARKER_MAX_POINTS = 15      # series with more points are plain lines (markers would hide the shape)
+ChartPath = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 
 
-def _format_tick(value: float, step: float) -> str:
-    if abs(value) < 1e-12:
-        return "0"
-    if abs(value) >= 1e5 or abs(value) < 1e-3:
-        return f"{value:.1e}"
-    decimals = max(0, -int(math.floor(math.log10(step))))
-    return f"{value:.{decimals}f}"
+def _matplotlib():
+    try:
+        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise PosekitError("charts need matplotlib, which is missing: pip install matplotlib") from None
+    return matplotlib, Figure, FigureCanvasAgg
+
+
+def _series_color(index: int) -> str:
+    b, g, r = PALETTE[index % len(PALETTE)]      # the same palette as track colours (stored BGR)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def _chart_paths(path: Optional[ChartPath]) -> List[Path]:
+    if path is None:
+        return []
+    if isinstance(path, (str, os.PathLike)):
+        return [Path(path)]
+    return [Path(p) for p in path]
+
+
+def _chart(size: Tuple[int, int], draw, path: Optional[ChartPath]) -> np.ndarray:
+    """Make a figure of ``size`` = (height, width) pixels, let ``draw(figure)`` fill it, and return the rendered
+    RGB image of exactly that size; written to each of ``path`` (one path or several, e.g. a PNG and an SVG).
+
+    Constrained layout keeps titles, labels and legends outside the data area inside the figure; on a figure too
+    small for them matplotlib shrinks what it can, and its warning about that is not the user's concern.
+    """
+    matplotlib, Figure, FigureCanvasAgg = _matplotlib()
+    height, width = int(size[0]), int(size[1])
+    with matplotlib.rc_context(_CHART_STYLE), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        # A hair over the size, so that inches x dpi never rounds down a pixel.
+        figure = Figure(figsize=((width + 0.01) / CHART_DPI, (height + 0.01) / CHART_DPI), dpi=CHART_DPI,
+                        layout="constrained")
+        canvas = FigureCanvasAgg(figure)
+        draw(figure)
+        canvas.draw()
+        image = np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[:height, :width, :3])
+        for target in _chart_paths(path):
+            suffix = target.suffix.lower()
+            if suffix not in VECTOR_SUFFIXES:
+                save_image(target, image)
+                continue
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format=suffix[1:], metadata=_VECTOR_METADATA[suffix])
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(target, buffer.getvalue())
+            except OSError as e:
+                raise DataError(f"cannot write chart: {e.strerror or e}", target) from None
+    return image
 
 
 def _series_xy(values) -> Tuple[np.ndarray, np.ndarray]:
@@ -157,116 +222,168 @@ def _series_xy(values) -> Tuple[np.ndarray, np.ndarray]:
     return x[keep], y[keep]
 
 
+def _legend_outside(axes) -> None:
+    """The legend to the right of the data area, never over a curve."""
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+
+
+def _no_data(axes) -> None:
+    axes.text(0.5, 0.5, "no data", transform=axes.transAxes, ha="center", va="center", color="#888888")
+
+
 def plot_curves(
     series: Dict[str, Sequence],
-    path: Optional[Union[str, os.PathLike]] = None,
+    path: Optional[ChartPath] = None,
     title: str = "",
     xlabel: str = "",
     ylabel: str = "",
     size: Tuple[int, int] = (480, 640),
+    xlim: Optional[Tuple[float, float]] = None,
+    ylim: Optional[Tuple[float, float]] = None,
+    highlight: Optional[str] = None,
 ) -> np.ndarray:
-    """A line chart (RGB image of ``size`` = (height, width)), written to ``path`` when given.
+    """A line chart (RGB image of ``size`` = (height, width)), written to ``path`` when given: one path or a list;
+    the suffix chooses the format (``.svg`` / ``.pdf`` vector, anything else a raster image, e.g. ``.png``).
 
-    Each value of ``series`` is either a list of y values (x = 0, 1, 2, ...) or a list of (x, y) pairs.
-    Non-finite points are skipped.
+    Each value of ``series`` is either a list of y values (x = 0, 1, 2, ...) or a list of (x, y) pairs; non-finite
+    points are skipped. Series with few points get a marker on each. The series named ``highlight`` is drawn
+    black and thicker (e.g. the mean over joints). The legend sits to the right of the data area.
     """
-    height, width = size
-    canvas = np.full((height, width, 3), 255, np.uint8)
     data = {name: _series_xy(values) for name, values in series.items()}
-    xs = np.concatenate([x for x, _ in data.values()] + [np.zeros(0)])
-    ys = np.concatenate([y for _, y in data.values()] + [np.zeros(0)])
-    x_lo, x_hi = (float(xs.min()), float(xs.max())) if xs.size else (0.0, 1.0)
-    y_lo, y_hi = (float(ys.min()), float(ys.max())) if ys.size else (0.0, 1.0)
-    if x_hi - x_lo < 1e-12:
-        x_lo, x_hi = x_lo - 0.5, x_hi + 0.5
-    if y_hi - y_lo < 1e-12:
-        y_lo, y_hi = y_lo - 0.5, y_hi + 0.5
-    x_ticks, y_ticks = _nice_ticks(x_lo, x_hi), _nice_ticks(y_lo, y_hi)
-    x_lo, x_hi = min(x_lo, x_ticks[0]), max(x_hi, x_ticks[-1])
-    y_lo, y_hi = min(y_lo, y_ticks[0]), max(y_hi, y_ticks[-1])
 
-    left, right, top, bottom = 70, 20, 40 if title else 20, 55 if xlabel else 40
-    plot_w, plot_h = max(width - left - right, 10), max(height - top - bottom, 10)
+    def draw(figure) -> None:
+        axes = figure.add_subplot()
+        for i, (name, (x, y)) in enumerate(data.items()):
+            emphasised = name == highlight
+            axes.plot(x, y, label=name, color="black" if emphasised else _series_color(i),
+                      linewidth=2.6 if emphasised else None, zorder=3 if emphasised else 2,
+                      marker="o" if len(x) <= MARKER_MAX_POINTS else None, markersize=3.5)
+        if not any(len(x) for x, _ in data.values()):
+            _no_data(axes)
+        axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        if xlim is not None:
+            axes.set_xlim(*xlim)
+        if ylim is not None:
+            axes.set_ylim(*ylim)
+        _legend_outside(axes)
 
-    def to_px(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        px = left + (x - x_lo) / (x_hi - x_lo) * plot_w
-        py = top + plot_h - (y - y_lo) / (y_hi - y_lo) * plot_h
-        return np.stack([px, py], axis=-1)
-
-    black, grey = (0, 0, 0), (225, 225, 225)
-    for tick in x_ticks:
-        px = int(round(to_px(np.array(tick), np.array(y_lo))[0]))
-        cv2.line(canvas, (px, top), (px, top + plot_h), grey, 1)
-        label = _format_tick(tick, x_ticks[1] - x_ticks[0] if len(x_ticks) > 1 else 1.0)
-        (tw, th), _ = cv2.getTextSize(label, _FONT, 0.4, 1)
-        cv2.putText(canvas, label, (px - tw // 2, top + plot_h + th + 8), _FONT, 0.4, black, 1, cv2.LINE_AA)
-    for tick in y_ticks:
-        py = int(round(to_px(np.array(x_lo), np.array(tick))[1]))
-        cv2.line(canvas, (left, py), (left + plot_w, py), grey, 1)
-        label = _format_tick(tick, y_ticks[1] - y_ticks[0] if len(y_ticks) > 1 else 1.0)
-        (tw, th), _ = cv2.getTextSize(label, _FONT, 0.4, 1)
-        cv2.putText(canvas, label, (left - tw - 6, py + th // 2), _FONT, 0.4, black, 1, cv2.LINE_AA)
-    cv2.rectangle(canvas, (left, top), (left + plot_w, top + plot_h), black, 1)
-
-    for i, (name, (x, y)) in enumerate(data.items()):
-        color = PALETTE[i % len(PALETTE)][::-1]   # drawn on an RGB canvas
-        pts = np.round(to_px(x, y) * 16).astype(np.int32)
-        if len(pts) > 1:
-            cv2.polylines(canvas, [pts.reshape(-1, 1, 2)], False, color, 2, cv2.LINE_AA, 4)
-        elif len(pts) == 1:
-            cv2.circle(canvas, tuple(int(v) for v in pts[0]), 3 * 16, color, -1, cv2.LINE_AA, 4)
-
-    if title:
-        (tw, th), _ = cv2.getTextSize(title, _FONT, 0.55, 1)
-        cv2.putText(canvas, title, ((width - tw) // 2, top - 14), _FONT, 0.55, black, 1, cv2.LINE_AA)
-    if xlabel:
-        (tw, _), _ = cv2.getTextSize(xlabel, _FONT, 0.45, 1)
-        cv2.putText(canvas, xlabel, (left + (plot_w - tw) // 2, height - 10), _FONT, 0.45, black, 1, cv2.LINE_AA)
-    if ylabel:
-        (tw, th), _ = cv2.getTextSize(ylabel, _FONT, 0.45, 1)
-        strip = np.full((th + 8, tw + 4, 3), 255, np.uint8)
-        cv2.putText(strip, ylabel, (2, th + 2), _FONT, 0.45, black, 1, cv2.LINE_AA)
-        strip = cv2.rotate(strip, cv2.ROTATE_90_COUNTERCLOCKWISE)[:height, :]
-        y0 = max(0, top + (plot_h - strip.shape[0]) // 2)
-        canvas[y0:y0 + strip.shape[0], 2:2 + strip.shape[1]] = strip[: height - y0, : left - 2]
-
-    # Legend, top right inside the plot.
-    names = list(data)
-    if names:
-        text_w = max(cv2.getTextSize(n, _FONT, 0.4, 1)[0][0] for n in names)
-        box_w, row_h = text_w + 40, 18
-        x0, y0 = left + plot_w - box_w - 8, top + 8
-        cv2.rectangle(canvas, (x0, y0), (x0 + box_w, y0 + row_h * len(names) + 6), (255, 255, 255), -1)
-        cv2.rectangle(canvas, (x0, y0), (x0 + box_w, y0 + row_h * len(names) + 6), (160, 160, 160), 1)
-        for i, name in enumerate(names):
-            cy = y0 + 12 + i * row_h
-            cv2.line(canvas, (x0 + 6, cy), (x0 + 26, cy), PALETTE[i % len(PALETTE)][::-1], 2, cv2.LINE_AA)
-            cv2.putText(canvas, name, (x0 + 32, cy + 4), _FONT, 0.4, black, 1, cv2.LINE_AA)
-
-    if path is not None:
-        save_image(path, canvas)
-    return canvas
+    return _chart(size, draw, path)
 
 
-LEARNING_CURVE_METRICS = {"pck": "PCK", "Mean": "PCKh", "AP": "AP"}
+def plot_bars(
+    series: Dict[str, Dict[str, float]],
+    path: Optional[ChartPath] = None,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    size: Tuple[int, int] = (420, 800),
+    ylim: Optional[Tuple[float, float]] = None,
+) -> np.ndarray:
+    """A grouped bar chart (RGB image of ``size``), written to ``path`` as :func:`plot_curves` does.
+
+    ``series`` maps a series name (e.g. a predictions file) to {category (e.g. a joint): value}; there is one
+    group per category (in the order of first appearance) with one bar per series. Non-finite values get no bar
+    and an "n/a" at the base. With one series each bar carries its value.
+    """
+    categories: List[str] = []
+    for values in series.values():
+        categories += [c for c in values if c not in categories]
+
+    def draw(figure) -> None:
+        axes = figure.add_subplot()
+        count = max(len(series), 1)
+        width = 0.8 / count
+        centres = np.arange(len(categories), dtype=np.float64)
+        for i, (name, values) in enumerate(series.items()):
+            heights = np.array([float(values.get(c, float("nan"))) for c in categories])
+            where = centres - 0.4 + width * (i + 0.5)
+            shown = np.isfinite(heights)
+            bars = axes.bar(where[shown], heights[shown], width * 0.92, label=name, color=_series_color(i),
+                            zorder=2)
+            if len(series) == 1:
+                axes.bar_label(bars, fmt="%.1f", padding=2, fontsize=7)
+            for x in where[~shown]:
+                axes.text(x, 0, "n/a", rotation=90, ha="center", va="bottom", fontsize=7, color="#666666")
+        if not categories:
+            _no_data(axes)
+        axes.set_xticks(centres, categories, rotation=45, ha="right", rotation_mode="anchor")
+        axes.set_xlim(-0.6, max(len(categories), 1) - 0.4)
+        axes.grid(False, axis="x")
+        axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        if ylim is not None:
+            axes.set_ylim(*ylim)
+        _legend_outside(axes)
+
+    return _chart(size, draw, path)
 
 
-def plot_learning_curve(history: Sequence[Dict[str, object]], path: Optional[Union[str, os.PathLike]] = None,
+def _best_entry(history: Sequence[Dict[str, object]], key: str) -> Optional[Dict[str, object]]:
+    """The epoch whose weights the run kept as best (the last one flagged "best"); the first highest value when no
+    entry is flagged (a history from before the flag)."""
+    scored = [e for e in history if key in e and "epochs_done" in e]
+    flagged = [e for e in scored if e.get("best")]
+    if flagged:
+        return flagged[-1]
+    return max(scored, key=lambda e: float(e[key]), default=None)
+
+
+def _percent_range(low: float, high: float, least: float = 10.0) -> Tuple[float, float]:
+    """y limits for values in % (within [0, 100]): the data with a margin, and at least ``least`` points tall so
+    that a flat or single value does not fill the panel with ticks a hundredth apart."""
+    margin = max(1.0, 0.08 * (high - low))
+    low, high = max(0.0, low - margin), min(100.0, high + margin)
+    if high - low < least:
+        middle = min(max((low + high) / 2, least / 2), 100.0 - least / 2)
+        low, high = middle - least / 2, middle + least / 2
+    return low, high
+
+
+def plot_learning_curve(history: Sequence[Dict[str, object]], path: Optional[ChartPath] = None,
                         title: str = "") -> np.ndarray:
     """Training loss (top) and the validation metric in % (bottom: PCK, PCKh or COCO AP, whichever the entries
-    hold) against epochs, from a training history (the entries of metrics.jsonl); written to ``path`` if given."""
+    hold) against epochs, from a training history (the entries of metrics.jsonl), the best epoch marked in both;
+    640 wide, 600 high (300 while there is no validation metric yet). Written to ``path`` if given."""
     loss = [(float(e["epochs_done"]), float(e["loss"])) for e in history if "loss" in e and "epochs_done" in e]
-    panels = [plot_curves({"training loss": loss}, title=title, ylabel="loss", size=(300, 640))]
-    for key, label in LEARNING_CURVE_METRICS.items():
-        points = [(float(e["epochs_done"]), 100.0 * float(e[key])) for e in history if key in e]
-        if points:
-            panels.append(plot_curves({f"validation {label}": points}, xlabel="epoch", ylabel=f"{label} (%)",
-                                      size=(300, 640)))
-            break
-    canvas = np.concatenate(panels, axis=0)
-    if path is not None:
-        save_image(path, canvas)
-    return canvas
+    metric = next(((key, label) for key, label in LEARNING_CURVE_METRICS.items() if any(key in e for e in history)),
+                  None)
+
+    def draw(figure) -> None:
+        panels = figure.subplots(2 if metric else 1, 1, sharex=True, squeeze=False)[:, 0]
+        x, y = _series_xy(loss)
+        panels[0].plot(x, y, color=_series_color(0), marker="o" if len(x) <= MARKER_MAX_POINTS else None,
+                       markersize=3.5, label="training loss\n(epoch mean)")
+        if not len(x):
+            _no_data(panels[0])
+        panels[0].set_ylabel("loss")
+        if metric:
+            key, label = metric
+            x, y = _series_xy([(float(e["epochs_done"]), 100.0 * float(e[key])) for e in history
+                               if key in e and "epochs_done" in e])
+            panels[1].plot(x, y, color=_series_color(1), marker="o" if len(x) <= MARKER_MAX_POINTS else None,
+                           markersize=3.5, label=f"validation {label}")
+            panels[1].set_ylabel(f"{label} (%)")
+            if len(y):
+                panels[1].set_ylim(*_percent_range(float(y.min()), float(y.max())))
+            best = _best_entry(history, key)
+            if best is not None:
+                epoch, value = float(best["epochs_done"]), 100.0 * float(best[key])
+                for axes in panels:
+                    axes.axvline(epoch, color="#555555", linestyle=":", linewidth=1.2, zorder=1)
+                panels[1].plot([epoch], [value], linestyle="none", marker="*", markersize=13, color="#d62728",
+                               zorder=4, clip_on=False, label=f"best: {value:.1f} %\nat epoch {epoch:g}")
+        epochs = [float(e["epochs_done"]) for e in history if "epochs_done" in e]
+        if epochs and max(epochs) - min(epochs) < 2:
+            # A run of one or two epochs: whole epochs around the points, not ticks at 0.96, 0.98, ...
+            panels[-1].set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        panels[-1].set_xlabel("epoch")
+        panels[-1].xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)
+        for axes in panels:
+            _legend_outside(axes)
+        if title:
+            figure.suptitle(title)
+
+    return _chart((600 if metric else 300, 640), draw, path)
 
 
 def save_image(path: Union[str, os.PathLike], image_rgb: np.ndarray) -> None:

@@ -172,7 +172,8 @@ def test_yaml_booleans_are_pointed_out_and_bare_words_work_as_overrides(tmp_path
     ({"data": {"format": "crowdpose", "skeleton": "coco"}},
      "data.format crowdpose holds crowdpose keypoints: set data.skeleton to crowdpose (it is 'coco')"),
     ({"data": {"format": "ochuman", "skeleton": "mpii"}}, "set data.skeleton to ochuman or coco (it is 'mpii')"),
-    ({"data": {"keypoint_subset": [0, 1, 2]}}, "data.keypoint_subset keeps 3 joints but model.num_keypoints is 17"),
+    ({"model": {"num_keypoints": 17}, "data": {"keypoint_subset": [0, 1, 2]}},
+     "data.keypoint_subset keeps 3 joints but model.num_keypoints is 17"),
     ({"data": {"format": "lsp", "skeleton": "lsp", "holdout": [900, 1200]}}, "data.holdout must be [first, last] "
      "LSP image numbers within 1-1000, got [900, 1200]"),
     ({"data": {"format": "lsp", "skeleton": "lsp", "holdout": [5]}}, "data.holdout must be [first, last]"),
@@ -215,6 +216,7 @@ def test_contradicting_settings_fail_at_load(tmp_path, values, message):
     {"data": {"format": "lsp", "skeleton": "lsp", "holdout": [801, 1000], "val_split": "holdout"}},
     {"data": {"format": "lsp", "skeleton": "lsp", "holdout": [1, 1]}},
     {"model": {"num_keypoints": 3}, "data": {"keypoint_subset": [0, 5, 6]}},
+    {"data": {"keypoint_subset": [0, 5, 6]}},     # model.num_keypoints unset: follows the subset
     {"train": {"device": "cuda:1", "ema_decay": 0.999, "keep_checkpoints": 0}},
     {"test": {"use_gt_bbox": False, "det_file": "dets.json", "scales": [0.8, 1.0]}},
 ])
@@ -250,3 +252,11 @@ def test_a_value_set_in_python_after_loading_is_checked_by_validate(section, key
     setattr(getattr(cfg, section), key, value)
     with pytest.raises(ConfigError, match=rf"{section}\.{key} must be .*got '{value}'"):
         validate(cfg)
+
+
+def test_an_unknown_keypoint_set_is_refused_when_the_file_is_read(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  skeleton: cocoo\n")
+    with pytest.raises(ConfigError, match=r"data\.skeleton must be coco, mpii, .*got 'cocoo'") as caught:
+        load_config(path)
+    assert str(path) in str(caught.value)

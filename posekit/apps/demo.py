@@ -18,7 +18,7 @@ from ..build import build_model
 from ..evaluation.evaluate import evaluate_model, run_inference
 from ..training.trainer import train
 from ..skeletons import SYNTHETIC
-from ..viz import draw_skeleton, make_grid, plot_curves, save_image
+from ..viz import draw_skeleton, make_grid, plot_learning_curve, save_image
 from ..data.images import read_image
 from ..weightfiles import load_weights
 
@@ -80,12 +80,10 @@ def run_demo(out: Path, num_train: Optional[int] = None, num_val: Optional[int] 
     predictions_png = out / "predictions.png"
     save_image(predictions_png, make_grid(tiles, columns=4))
 
-    epochs = [h["epochs_done"] for h in result.history]
+    # Loss and held-out PCK in two panels: on one axis (as before) the loss had to be scaled to be seen at all.
     curve_png = out / "training_curve.png"
-    series = {"train loss (x1000)": list(zip(epochs, [h["loss"] * 1000 for h in result.history]))}
-    if all("pck" in h for h in result.history):
-        series["held-out PCK@0.2"] = list(zip(epochs, [h["pck"] for h in result.history]))
-    plot_curves(series, curve_png, title="posekit demo: HRNet on synthetic figures", xlabel="epoch", ylabel="")
+    plot_learning_curve(result.history, curve_png,
+                        title=f"posekit demo: {cfg.model.name} on synthetic figures (held-out PCK@{cfg.test.pck_alpha})")
     elapsed = time.time() - start
     print(f"\nwrote {predictions_png} and {curve_png}; weights in {result.checkpoint}")
     print(f"demo finished in {elapsed:.0f} s")

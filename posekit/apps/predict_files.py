@@ -129,12 +129,15 @@ def predict_files(predictor: PosePredictor, inputs: Sequence[PathLike], out_dir:
                   draw_threshold: float = 0.3, track: bool = False, smoothing: Optional[OneEuroSettings] = None,
                   det_file: Optional[PathLike] = None, ann_file: Optional[PathLike] = None,
                   score_threshold: float = 0.0, progress: bool = True, log: Optional[Callable[[str], None]] = None,
-                  warn: Optional[Callable[[str], None]] = None) -> PredictSummary:
+                  warn: Optional[Callable[[str], None]] = None, detector_every: int = 1) -> PredictSummary:
     """Poses in the images and videos of ``inputs`` (files or folders, :func:`find_inputs`), written to ``out_dir``.
 
     Images: ``poses.json`` (one entry per image, in order, with ``error`` for an unreadable one), with
     ``det_file`` + ``ann_file`` also ``keypoints_results.json`` (COCO results; the image ids are the annotation
-    file's), with ``draw`` the drawn images in ``drawn/``. Without detections each whole image is one person.
+    file's), with ``draw`` the drawn images in ``drawn/``. Without detections, the predictor's detector
+    (:attr:`PosePredictor.detector`) finds the people, and without one each whole image is one person.
+    ``detector_every`` N: in videos and tracked image sequences the detector runs on every N-th frame only, the
+    tracker carrying the people in between (:func:`posekit.apps.video.predict_video`).
     Videos: one folder each (:func:`posekit.apps.video.predict_video`; ``det_file``'s ``image_id`` is the frame).
     ``track`` (implied by ``smoothing``, One-Euro filtering) follows people through each video, and through the
     images taken as the frames of one sequence in name order. ``log`` receives the summary lines (``posekit
@@ -156,7 +159,7 @@ def predict_files(predictor: PosePredictor, inputs: Sequence[PathLike], out_dir:
         detections = detections_by_file_name(det_file, ann_file, score_threshold) if det_file else None
         _predict_images(predictor, images, out, summary, detections, draw=draw, draw_threshold=draw_threshold,
                         tracker=new_tracker() if track else None, progress=progress, warn=warn,
-                        all_must_fail=not videos)
+                        all_must_fail=not videos, detector_every=detector_every)
         bad_note = f" ({summary.unreadable} unreadable, skipped)" if summary.unreadable else ""
         log(f"{summary.images} images{bad_note}, {summary.people} people, {summary.skipped_boxes} boxes skipped "
             "(empty or outside the image)")
@@ -168,7 +171,8 @@ def predict_files(predictor: PosePredictor, inputs: Sequence[PathLike], out_dir:
             name = video.stem if video.stem not in stems else f"{video.stem}_{len(stems)}"
             stems.add(name)
             result = predict_video(predictor, video, out / name, track=track, tracker=new_tracker() if track else None,
-                                   detections=video_dets, draw_threshold=draw_threshold, progress=progress)
+                                   detections=video_dets, draw_threshold=draw_threshold, progress=progress,
+                                   detector_every=detector_every)
             summary.videos.append(result)
             log(result.summary())
             log(f"wrote {result.codec_note}, {result.frames_dir}{os.sep} ({result.frames} JSON), {result.results}")
@@ -178,7 +182,7 @@ def predict_files(predictor: PosePredictor, inputs: Sequence[PathLike], out_dir:
 def _predict_images(predictor: PosePredictor, images: List[Path], out: Path, summary: PredictSummary,
                     detections: Optional[Dict[str, Tuple[int, np.ndarray]]], *, draw: bool, draw_threshold: float,
                     tracker: Optional[PoseTracker], progress: bool, warn: Optional[Callable[[str], None]],
-                    all_must_fail: bool) -> None:
+                    all_must_fail: bool, detector_every: int = 1) -> None:
     coco: list = []
     drawn_names: set = set()
     entries: dict = {}
@@ -227,6 +231,9 @@ def _predict_images(predictor: PosePredictor, images: List[Path], out: Path, sum
                     yield n, image
 
             boxes_by_index = {n: boxes for n, (_, boxes) in enumerate(ids_boxes)}
+            if detections is None and predictor.detector is not None and detector_every > 1:
+                # None: the detector runs on this frame; no boxes: the tracker's propagated ones only.
+                boxes_by_index = {n: None if n % detector_every == 0 else np.zeros((0, 5)) for n in boxes_by_index}
             for poses in predictor.track(frames(), boxes_by_index, tracker=tracker):
                 done(current["n"], poses, tracker.skipped_boxes)
         else:

@@ -13,6 +13,8 @@ or not finite) is skipped and counted in :attr:`PosePredictor.skipped_boxes`.
 Detector plug-in: wherever boxes are accepted, a callable ``detector(image) -> N x 5`` may be passed instead.
 It receives the RGB image (H x W x 3 uint8, not to be modified) and returns one row per person:
 x, y, w, h in image pixels and a score (N x 4 rows mean score 1). Filtering by score is the detector's job.
+A predictor built with ``detector=`` (a callable, or the path of a YOLOX / Ultralytics YOLO ONNX file, see
+:mod:`posekit.apps.detector`) runs it wherever no boxes are given; boxes given explicitly win.
 
 Multi-scale test (``cfg.test.scales``, e.g. [0.8, 1.0, 1.2]): each person is also cropped with windows f times
 the usual one around the same centre; the heatmaps are brought into the f = 1 crop's frame and averaged
@@ -50,6 +52,7 @@ from ..runtime import select_device
 from ..structures import Pose, as_box_array, clip_box
 from ..viz import draw_label, draw_skeleton, track_color
 from ..weightfiles import load_weights
+from .detector import as_detector
 from .tracking import PoseTracker
 
 ImageLike = Union[np.ndarray, str, "os.PathLike[str]"]
@@ -102,7 +105,8 @@ class PosePredictor:
     :meth:`track`, the running total over the frames so far).
     """
 
-    def __init__(self, model: nn.Module, cfg: Config, device: Optional[str] = None, flip_test: Optional[bool] = None):
+    def __init__(self, model: nn.Module, cfg: Config, device: Optional[str] = None, flip_test: Optional[bool] = None,
+                 detector: Union[None, str, "os.PathLike[str]", Detector] = None):
         self.scales = check_test_scales(cfg.test.scales)
         self.cfg = cfg
         self.skeleton = dataset_skeleton(cfg)
@@ -126,20 +130,25 @@ class PosePredictor:
         # colour order and CPM's centre map from the config.
         self.crop = TopDownCrop.from_config(cfg, getattr(model, "center_map_sigma", None))
         self.backend = "torch" if isinstance(model, nn.Module) else type(model).__name__   # from_config names it
+        # Runs where no boxes are given (None: the whole image is the one person).
+        self.detector: Optional[Detector] = as_detector(detector)
         self.skipped_boxes = 0
         self.skipped_per_image: List[int] = []
         self.unreadable: List[Tuple[int, DataError]] = []
 
     @classmethod
     def from_config(cls, config: Union[Config, str, "os.PathLike[str]"], weights: Optional[str] = None,
-                    device: str = "auto", flip_test: Optional[bool] = None, backend: str = "torch") -> "PosePredictor":
+                    device: str = "auto", flip_test: Optional[bool] = None, backend: str = "torch",
+                    detector: Union[None, str, "os.PathLike[str]", Detector] = None) -> "PosePredictor":
         """A predictor for a config (a Config or a YAML path) with ``weights`` (default: cfg.model.weights).
 
         ``weights`` may be a posekit/official checkpoint or an ONNX file from ``posekit export`` (run by ONNX
         Runtime). ``backend`` (see :func:`posekit.deploy.backends.inference_model`): ``torch`` (plain eager fp32),
         ``torch-channels-last``, ``torch-folded`` (BatchNorm folded, exact), ``torch-bf16`` (not exact) or
-        ``onnxruntime`` (the checkpoint is exported to ONNX in a temporary folder and run by ONNX Runtime), or
+        ``onnxruntime`` (the checkpoint is exported to ONNX in a temporary folder and run by ONNX Runtime),
+        ``openvino`` (exported the same way, run by OpenVINO in f32; the ``openvino`` extra), or
         ``auto``: the fastest exact one for the device (:func:`posekit.deploy.backends.auto_backend`).
+        ``detector``: person boxes where none are given, a callable or an ONNX file (:mod:`posekit.apps.detector`).
         """
         if backend not in BACKENDS and backend != "auto":
             raise ConfigError(f"unknown backend {backend!r}; known: auto, {', '.join(BACKENDS)}", "backend")
@@ -155,7 +164,7 @@ class PosePredictor:
                 raise ConfigError(f"an ONNX file runs on the onnxruntime backend, not {backend!r}", "backend")
             onnx_model = OnnxHeatmapModel(cfg.model.weights, input_hw=cfg.input_hw,
                                           num_keypoints=cfg.model.num_keypoints)
-            predictor = cls(onnx_model, cfg, device="cpu", flip_test=flip_test)
+            predictor = cls(onnx_model, cfg, device="cpu", flip_test=flip_test, detector=detector)
             predictor.backend = "onnxruntime"
             return predictor
         # The whole model comes from the weights file: a backbone-only file (model.pretrained) is not needed.
@@ -164,29 +173,34 @@ class PosePredictor:
         model.eval()
         if backend != "torch":
             model = inference_model(model, backend, cfg.input_hw)
-        predictor = cls(model, cfg, device="cpu" if backend == "onnxruntime" else device, flip_test=flip_test)
+        predictor = cls(model, cfg, device="cpu" if backend in ("onnxruntime", "openvino") else device, flip_test=flip_test,
+                        detector=detector)
         predictor.backend = backend
         return predictor
 
     @classmethod
     def from_pretrained(cls, name: Optional[str] = None, device: str = "auto", flip_test: Optional[bool] = None,
-                        backend: str = "auto") -> "PosePredictor":
+                        backend: str = "auto", detector: Union[None, str, "os.PathLike[str]", Detector] = None
+                        ) -> "PosePredictor":
         """A predictor for a model shipped in the package (default: the default one, ``posekit info --pretrained``);
-        its config and weights come from the package, the weights checked against their SHA-256."""
+        its config and weights come from the package, the weights checked against their SHA-256. ``detector``:
+        as for :meth:`from_config`."""
         return cls.from_config(pretrained_config(name or DEFAULT_PRETRAINED), device=device, flip_test=flip_test,
-                               backend=backend)
+                               backend=backend, detector=detector)
 
     # ------------------------------------------------------------------------------------------ prediction
     def __call__(self, image: ImageLike, boxes: BoxesLike = None) -> List[Pose]:
-        """Poses of the people in ``boxes`` (None: the whole image is one person), in the order of the boxes."""
+        """Poses of the people in ``boxes`` (None: the predictor's detector's boxes, or without one the whole image
+        as one person), in the order of the boxes."""
         return self.predict_many([image], [boxes])[0]
 
     def predict_many(self, images: Iterable[ImageLike], boxes_per_image: Union[None, Detector, Iterable[BoxesLike]] = None,
                      skip_unreadable: bool = False) -> List[List[Pose]]:
         """Poses for each image; crops of consecutive images share batches. Images are read one at a time.
 
-        ``boxes_per_image``: None (each whole image is one person), one detector for all images, or one entry
-        (None, boxes or a detector) per image. An image file that cannot be read raises its DataError; with
+        ``boxes_per_image``: None (the predictor's detector, or without one each whole image is one person), one
+        detector for all images, or one entry (None, boxes or a detector) per image. An image file that cannot be
+        read raises its DataError; with
         ``skip_unreadable`` it gets an empty list instead and ``(index, error)`` goes into ``self.unreadable``.
         """
         if boxes_per_image is None or callable(boxes_per_image):
@@ -230,7 +244,8 @@ class PosePredictor:
               tracker: Optional["PoseTracker"] = None, fps: Optional[float] = None) -> Iterator[List[Pose]]:
         """Track people through ``frames``: yields, frame by frame, the poses with ``track_id`` set.
 
-        ``frames``: images (RGB arrays or paths) or ``(frame_index, image)`` pairs; ``boxes``: None, one detector
+        ``frames``: images (RGB arrays or paths) or ``(frame_index, image)`` pairs; ``boxes``: None (the
+        predictor's detector on every frame; without one, single-person tracking), one detector
         for all frames, a mapping frame index -> boxes (a frame it does not name has no detections; the tracked
         people's propagated boxes are still used), or one entry per frame (boxes N x 4 / N x 5, None or a
         detector). ``tracker``: a
@@ -259,7 +274,7 @@ class PosePredictor:
                 index, image = position, load_rgb(item)
             if by_index is not None:
                 frame_boxes = by_index.get(index, np.zeros((0, 5)))
-            detections = None if frame_boxes is None else self._boxes(image, frame_boxes)
+            detections = None if frame_boxes is None and self.detector is None else self._boxes(image, frame_boxes)
             poses = tracker.step(image, detections, estimate, timestamp=index / rate)
             # (predict_many resets the counter per call; the tracker clipped the boxes and counted the empty ones.)
             skipped_total += tracker.skipped_boxes
@@ -275,6 +290,8 @@ class PosePredictor:
 
     def _boxes(self, image: np.ndarray, boxes: BoxesLike) -> np.ndarray:
         height, width = image.shape[:2]
+        if boxes is None and self.detector is not None:
+            boxes = self.detector
         if boxes is None:
             return np.array([[0.0, 0.0, width, height, 1.0]])
         if callable(boxes):
@@ -305,7 +322,7 @@ class PosePredictor:
         scales = np.stack([p[5] for p in pending])
         heatmaps = predict_heatmaps_multiscale(self.model, crops_per_scale, self.scales, self.flip_perm,
                                                self.cfg.test.shift_heatmap, self._center_xy)
-        coords, scores = decode_to_image(self.codec, heatmaps, centers, scales, self.input_hw)
+        coords, scores = decode_to_image(self.codec, heatmaps, self.crop, centers, scales)
         for (index, box, box_score, _, center, scale), xy, score in zip(pending, coords, scores):
             results[index].append(Pose(keypoints=xy, scores=score, box=box, box_score=box_score,
                                        center=center, scale=scale))

@@ -18,6 +18,7 @@ it from a COCO detection-results file whose ``image_id`` is the frame index.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from dataclasses import dataclass
@@ -302,7 +303,7 @@ class VideoResult:
 
 def predict_video(predictor: "PosePredictor", path: PathLike, out_dir: PathLike, *, track: bool = False,
                   tracker: Optional["PoseTracker"] = None, detections: Optional[Mapping[int, np.ndarray]] = None,
-                  draw_threshold: float = 0.3, progress: bool = True) -> VideoResult:
+                  draw_threshold: float = 0.3, progress: bool = True, detector_every: int = 1) -> VideoResult:
     """Poses in every frame of a video; writes into ``out_dir``: ``annotated.mp4`` (or ``.avi``, see
     :class:`VideoWriter`), ``frames/NNNNNN.json`` (one per decoded frame, named by its index in the file) and
     ``keypoints_results.json`` (COCO keypoint results, ``image_id`` = frame index, with ``track_id`` when tracking).
@@ -311,10 +312,19 @@ def predict_video(predictor: "PosePredictor", path: PathLike, out_dir: PathLike,
     (with tracking: single-person tracking, see :mod:`posekit.apps.tracking`). ``track``: run the pose tracker
     (``tracker``, default :class:`~posekit.apps.tracking.PoseTracker` with the keypoint set's sigmas). Undecodable
     frames are skipped and counted; the rest of the video is still processed and written.
+
+    Without ``detections``, a predictor with a detector (:attr:`PosePredictor.detector`) finds the people; with
+    ``detector_every`` N > 1 it runs on every N-th decoded frame only (the first included). In between, with
+    ``track``, the tracker's flow-propagated boxes are the only ones (people who entered since are picked up at the
+    next detection); without tracking, the boxes of the last detection are used again.
     """
     import json
 
     from tqdm import tqdm
+
+    if isinstance(detector_every, bool) or not isinstance(detector_every, (int, np.integer)) or detector_every < 1:
+        raise ValueError(f"detector_every must be an integer >= 1, got {detector_every!r}")
+    sparse = detections is None and predictor.detector is not None and detector_every > 1
 
     reader = VideoReader(path)
     out = Path(out_dir)
@@ -352,16 +362,29 @@ def predict_video(predictor: "PosePredictor", path: PathLike, out_dir: PathLike,
                     current["index"], current["image"] = index, image
                     yield index, image
 
-            for poses in predictor.track(frames(), boxes=detections, tracker=tracker, fps=reader.fps):
+            # None: the predictor's detector on this frame; no boxes: the propagated ones only.
+            boxes: Any = ((None if n % detector_every == 0 else empty) for n in itertools.count()) if sparse \
+                else detections
+            for poses in predictor.track(frames(), boxes=boxes, tracker=tracker, fps=reader.fps):
                 emit(current["index"], current["image"], poses)
                 skipped_boxes += tracker.skipped_boxes
         else:
             chunk = max(1, int(predictor.cfg.test.batch_size))
             pending: List[Tuple[int, np.ndarray]] = []
+            last_detection: Dict[str, Any] = {"count": 0, "boxes": empty}
+
+            def sparse_boxes(image: np.ndarray) -> Any:
+                if last_detection["count"] % detector_every == 0:
+                    last_detection["boxes"] = predictor.detector(image)
+                last_detection["count"] += 1
+                return last_detection["boxes"]
 
             def flush() -> None:
                 nonlocal skipped_boxes
-                boxes = [None if detections is None else detections.get(i, empty) for i, _ in pending]
+                if sparse:
+                    boxes = [sparse_boxes(image) for _, image in pending]
+                else:
+                    boxes = [None if detections is None else detections.get(i, empty) for i, _ in pending]
                 results = predictor.predict_many([image for _, image in pending], boxes)
                 skipped_boxes += predictor.skipped_boxes
                 for (index, image), poses in zip(pending, results):

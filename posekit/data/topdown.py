@@ -25,6 +25,7 @@ from ..errors import DataError
 from .records import PersonRecord
 from .transforms import (
     PIXEL_STD,
+    crop_to_image_batch,
     fit_aspect,
     get_affine_transform,
     half_body_center_scale,
@@ -138,6 +139,10 @@ class TopDownCrop:
     def matrix(self, center: np.ndarray, scale: Any, rotation: float = 0.0) -> np.ndarray:
         """2 x 3 affine image -> crop (``rotation`` in degrees, counter-clockwise in the crop)."""
         return get_affine_transform(center, scale, rotation, (self.input_hw[1], self.input_hw[0]))
+
+    def to_image(self, points: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
+        """Crop pixels (N x K x 2) of N unrotated crops -> image pixels (what :meth:`inverse` does, batched)."""
+        return crop_to_image_batch(points, centers, scales, self.input_hw)
 
     def inverse(self, center: np.ndarray, scale: Any, rotation: float = 0.0) -> np.ndarray:
         """2 x 3 affine crop -> image, the inverse of :meth:`matrix` (keypoints back into the image)."""

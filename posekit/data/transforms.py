@@ -104,6 +104,17 @@ def crop_to_image(points: np.ndarray, center: np.ndarray, scale: np.ndarray, inp
     return affine_points(points, inv)
 
 
+def crop_to_image_batch(points: np.ndarray, centers: np.ndarray, scales: np.ndarray, input_hw: Tuple[int, int]) -> np.ndarray:
+    """Unrotated crops: crop pixels (N x K x 2) -> image pixels, the inverse of the crop affine, batched.
+
+    The crop is a similarity with factor 200 * scale_w / input_width on both axes (official ``transform_preds``).
+    """
+    height, width = input_hw
+    factor = (np.asarray(scales, dtype=np.float64)[:, 0] * PIXEL_STD / width)[:, None, None]
+    half = np.array([width / 2.0, height / 2.0])
+    return np.asarray(centers, dtype=np.float64)[:, None, :] + (points - half) * factor
+
+
 def reduced_grid_matrix(reduce: int) -> np.ndarray:
     """3x3 matrix from the pixel grid of an image decoded at 1/``reduce`` of its size to the full image's grid.
 

@@ -15,9 +15,10 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from ..errors import PosekitError
 from .onnx import OnnxHeatmapModel, PathLike, export_onnx, model_name
 
-BACKENDS = ("torch", "torch-channels-last", "torch-folded", "torch-bf16", "onnxruntime")
+BACKENDS = ("torch", "torch-channels-last", "torch-folded", "torch-bf16", "onnxruntime", "openvino")
 
 # =========================================================================================== BatchNorm folding
 
@@ -211,6 +212,10 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+# What inference code reads from a model besides calling it: carried over to the models that stand in for it.
+_MODEL_ATTRIBUTES = ("name", "num_keypoints", "input_channels", "outputs", "center_map_sigma", "input_multiple")
+
+
 class FastTorchModel(nn.Module):
     """A torch model run with inference tricks; same attributes and call convention as the model it wraps.
 
@@ -225,7 +230,7 @@ class FastTorchModel(nn.Module):
         self.bf16 = bool(bf16)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        for attr in ("name", "num_keypoints", "input_channels", "outputs", "center_map_sigma", "input_multiple"):
+        for attr in _MODEL_ATTRIBUTES:
             if hasattr(model, attr):
                 setattr(self, attr, getattr(model, attr))
 
@@ -243,6 +248,43 @@ class FastTorchModel(nn.Module):
 # Exact backends (fp32; on the shipped trained model, PCK within 0.1 of eager and >= 99 % of keypoints within 1 px:
 # docs/benchmarks.md), fastest first as measured on a 2-core CPU. torch-bf16 is left out: it is not exact.
 EXACT_CPU_BACKENDS = ("onnxruntime", "torch-folded", "torch")
+
+
+class OpenVinoHeatmapModel(nn.Module):
+    """An exported ONNX file run by OpenVINO's CPU plugin, standing in for the torch model it was exported from.
+
+    ``model(x)`` takes an N x C x H x W tensor and returns ``[heatmaps]`` (float32, on x's device); ``attributes``
+    (``name``, ``num_keypoints``, ``input_channels``, ``outputs``, ...) are copied from the torch model. Inference
+    precision is pinned to f32: on CPUs with bf16 or AMX, OpenVINO would otherwise run bf16, which is not exact.
+    The graph is read into memory, so the file may be removed once the model is built. Needs ``pip install
+    'posekit[openvino]'`` (imported only here).
+    """
+
+    def __init__(self, onnx_path: PathLike, attributes: Optional[Dict[str, Any]] = None, threads: Optional[int] = None):
+        super().__init__()
+        try:
+            import openvino as ov
+        except ImportError:
+            raise PosekitError("OpenVINO is not installed: pip install 'posekit[openvino]'") from None
+        for attr, value in (attributes or {}).items():
+            setattr(self, attr, value)
+        core = ov.Core()
+        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads())}
+        self.compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+
+    def forward(self, x: Tensor) -> List[Tensor]:
+        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        heatmaps = self.request.infer({0: array})[self.compiled.output(0)]
+        return [torch.from_numpy(heatmaps.copy()).to(x.device)]
+
+
+def openvino_available() -> bool:
+    """Whether OpenVINO and the ONNX exporter's onnx package can be imported (the ``openvino`` extra)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "openvino"))
 
 
 def onnxruntime_available() -> bool:
@@ -272,7 +314,9 @@ def inference_model(model: nn.Module, backend: str, input_hw: Optional[Tuple[int
     - ``torch-folded``: BatchNorm folded into the convs + channels-last, fp32 (exact to float rounding);
     - ``torch-bf16``: ``torch-folded`` under bf16 autocast (fast where the CPU has bf16; not exact);
     - ``onnxruntime``: exported to ``onnx_path`` (default: a temporary file, removed once loaded) at ``input_hw`` and run by ONNX Runtime
-      with ``threads`` threads (default torch's).
+      with ``threads`` threads (default torch's);
+    - ``openvino``: exported the same way and run by OpenVINO's CPU plugin in f32 (:class:`OpenVinoHeatmapModel`;
+      the ``openvino`` extra).
     """
     if backend == "torch":
         return model.eval()
@@ -289,4 +333,13 @@ def inference_model(model: nn.Module, backend: str, input_hw: Optional[Tuple[int
                 return inference_model(model, backend, input_hw, Path(folder) / f"{model_name(model)}.onnx", threads)
         export_onnx(model, onnx_path, input_hw, verify=False)
         return OnnxHeatmapModel(onnx_path, input_hw=input_hw, threads=threads)
+    if backend == "openvino":
+        if input_hw is None:
+            raise ValueError("the openvino backend needs input_hw (the exported input size)")
+        if onnx_path is None:
+            with tempfile.TemporaryDirectory(prefix="posekit-openvino-") as folder:
+                return inference_model(model, backend, input_hw, Path(folder) / f"{model_name(model)}.onnx", threads)
+        export_onnx(model, onnx_path, input_hw, verify=False)
+        attributes = {attr: getattr(model, attr) for attr in _MODEL_ATTRIBUTES if hasattr(model, attr)}
+        return OpenVinoHeatmapModel(onnx_path, attributes, threads=threads)
     raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")

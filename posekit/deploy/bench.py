@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .backends import BACKENDS, cpu_has_bf16, inference_model
+from .backends import BACKENDS, cpu_has_bf16, inference_model, openvino_available
 from ..evaluation.inference import final_heatmaps
 from ..models import create_model
 from .modelcard import settings_for
@@ -232,6 +232,9 @@ def run_bench(models: Sequence[Union[str, nn.Module]] = DEFAULT_MODELS, input_hw
             if "onnxruntime" in backends:
                 say("onnxruntime is not installed: skipping that backend")
                 backends = [b for b in backends if b != "onnxruntime"]
+        if "openvino" in backends and not openvino_available():
+            say("openvino is not installed: skipping that backend")
+            backends = [b for b in backends if b != "openvino"]
         ceilings: Dict[str, Any] = {"shape": "3x3 conv {}->{} on {}x{}, batch 1".format(*CEILING_SHAPE)}
         if ceiling:
             say("measuring the conv ceiling")

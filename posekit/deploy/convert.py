@@ -55,12 +55,12 @@ from torch import nn
 
 from ..fileio import atomic_write_bytes
 from ..weightfiles import compare_state_dicts, read_state_dict, save_weights
-from ..config import Config, apply_overrides, config_from_dict, load_config
+from ..config import CONFIGS_DIR, Config, apply_overrides, config_from_dict, load_config, resolve_config_path
 from ..errors import CheckpointError, ConfigError
 from ..models import MODELS, create_model, list_models
 
 SOURCES = ("auto", "official", "mmpose", "mspn")
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = CONFIGS_DIR
 WEIGHTS_NAME = "weights.safetensors"
 CONFIG_NAME = "config.yaml"
 
@@ -385,7 +385,7 @@ def convert_state_dict(state: Mapping[str, torch.Tensor], model_name: str, sourc
 # ------------------------------------------------------------------------------------------------ configs
 
 def find_base_config(model_name: str, num_keypoints: int, config_dir: Path = CONFIG_DIR) -> Optional[Path]:
-    """The first configs/*.yaml (by name) for this model and keypoint count, or None."""
+    """The first shipped recipe (posekit/configs/*.yaml, by name) for this model and keypoint count, or None."""
     if not config_dir.is_dir():
         return None
     for path in sorted(config_dir.glob("*.yaml")):
@@ -451,7 +451,8 @@ def convert_checkpoint(src: Union[str, Path], model_name: str, out_dir: Union[st
             num_keypoints = infer_num_keypoints(renamed, model_name, model_kwargs)
         if num_keypoints is None:
             num_keypoints = int(_shape_only_model(model_name, None, model_kwargs or {}).num_keypoints)
-        base = Path(base_config) if base_config is not None else find_base_config(model_name, num_keypoints)
+        base = (resolve_config_path(base_config) if base_config is not None
+                else find_base_config(model_name, num_keypoints))
         cfg = _build_config(model_name, num_keypoints, base, model_kwargs or {}, overrides)
         converted, report = convert_state_dict(state, model_name, layout, num_keypoints, cfg.model.kwargs)
     except CheckpointError as exc:

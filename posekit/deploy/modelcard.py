@@ -3,6 +3,7 @@ each shipped config. ``posekit info --card docs/models.md`` writes it; nothing i
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +11,9 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ..config import Config, load_config
+from ..config import CONFIGS_DIR, Config, load_config
 from ..models import create_model, list_models
+from ..models.pretrained import PRETRAINED
 from .flops import model_summary
 
 
@@ -111,6 +113,34 @@ def _recipe(cfg: Config) -> str:
     return (f"{cfg.data.format} {cfg.input_hw[0]}x{cfg.input_hw[1]}, K={cfg.model.num_keypoints}, "
             f"{t.optimizer} lr {t.lr:g} wd {t.weight_decay:g}, {sched}, {length}, batch {t.batch_size}, "
             f"metric {cfg.test.metric}, flip test {'on' if cfg.test.flip_test else 'off'}")
+
+
+def _reference(path: Path) -> str:
+    """The paper's figure that a recipe's header comment quotes ("Reference: ..."), without its asides."""
+    header = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line.lstrip("#").strip())
+    _, found, after = " ".join(header).partition("Reference:")
+    return re.split(r" \(|; |\.(?: |$)", after.strip(), maxsplit=1)[0].strip() if found else ""
+
+
+def describe_configs(configs_dir: Path = CONFIGS_DIR) -> str:
+    """The recipes in ``configs_dir`` (default: those shipped in the package), one line each: name, model, data
+    format, input size, keypoints, metric and the paper's figure it aims at (``posekit configs``)."""
+    rows = [("name", "model", "data", "input", "K", "metric", "paper")]
+    for path in sorted(Path(configs_dir).glob("*.yaml")):
+        cfg = load_config(path)
+        rows.append((path.stem + ("*" if path.stem in PRETRAINED else ""), cfg.model.name, cfg.data.format,
+                     f"{cfg.input_hw[0]}x{cfg.input_hw[1]}", str(cfg.model.num_keypoints), cfg.test.metric,
+                     _reference(path)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join([cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]]).rstrip() for row in rows]
+    if any(row[0].endswith("*") for row in rows):
+        lines.append("* also a shipped trained model: eval and predict by this name use its trained weights "
+                     "(posekit info --pretrained); train, export and convert use the recipe")
+    return "\n".join(lines)
 
 
 def model_card(configs_dir: Optional[Path] = None) -> str:

@@ -72,6 +72,7 @@ def _run_inference_shard(cfg: Config, model: nn.Module, records: Sequence[Person
                                        records, [], train=False, model=model),
                           batch_size=cfg.test.batch_size, shuffle=False, num_workers=workers)
                for f in test_scales]
+    crop = loaders[0].dataset.crop
     flip_perm = dataset_skeleton(cfg).flip_permutation() if cfg.test.flip_test else None
     was_training = model.training
     model.eval()
@@ -83,7 +84,7 @@ def _run_inference_shard(cfg: Config, model: nn.Module, records: Sequence[Person
         batch = batches[0]
         # Decoded in the f = 1 crop: its centre, and the first scale's window divided by its factor.
         centers, scales = batch["center"].numpy(), batch["scale"].numpy() / test_scales[0]
-        coords, scores = decode_to_image(codec, heatmaps, centers, scales, cfg.input_hw)
+        coords, scores = decode_to_image(codec, heatmaps, crop, centers, scales)
         for key, value in (("kp", coords), ("sc", scores), ("c", centers), ("s", scales), ("id", batch["image_id"].numpy()),
                            ("bs", batch["score"].numpy()), ("gt", batch["keypoints"].numpy())):
             parts[key].append(value)

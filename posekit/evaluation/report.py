@@ -1,8 +1,9 @@
-"""Score reports: the per-joint tables as Markdown and CSV, and the PCK curve as a PNG.
+"""Score reports: the per-joint tables as Markdown and CSV, the PCK curve and the per-joint bars as PNG and SVG.
 
 Every writer takes a list of :class:`posekit.evaluation.scoring.ScoreResult` of one protocol (one per predictions
-file or model). The PNG is the CPM paper's kind of figure: detection rate (%) against normalised
-distance, one line per joint group for one result, one line (the mean) per result for several.
+file or model). The curve is the CPM paper's kind of figure: detection rate (%) against normalised
+distance, one line per joint group for one result, one line (the mean) per result for several. The bars: the
+detection rate of each joint, one bar per result.
 ``format_metrics`` and ``write_eval_report`` are what ``posekit eval`` prints and writes for ``evaluate_model``.
 """
 from __future__ import annotations
@@ -21,12 +22,14 @@ from ..build import dataset_skeleton
 from ..config import Config
 from ..fileio import atomic_write_bytes
 from .scoring import ScoreResult, eval_result
-from ..viz import plot_curves
+from ..viz import ChartPath, plot_bars, plot_curves
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 PROTOCOL_TITLES = {"mpii": "MPII", "lsp": "LSP", "flic": "FLIC", "coco": "COCO", "pck": ""}
 CURVE_SIZE: Tuple[int, int] = (480, 640)   # (height, width) of the PNG
+PER_JOINT_SIZE: Tuple[int, int] = (420, 800)
+CHART_SUFFIXES = (".png", ".svg")           # every chart of a report is written in both
 
 
 def _check_results(results: Sequence[ScoreResult]) -> List[str]:
@@ -163,13 +166,19 @@ def has_curve(results: Sequence[ScoreResult]) -> bool:
     return bool(results) and all(r.curve_thresholds is not None and r.curve for r in results)
 
 
+def _chart_title(results: Sequence[ScoreResult], what: str) -> str:
+    label = PROTOCOL_TITLES.get(results[0].protocol, results[0].protocol.upper())
+    return " ".join(filter(None, [label, results[0].metric, what]))
+
+
 def plot_pck_curve(
     results: Sequence[ScoreResult],
-    path: Optional[PathLike] = None,
+    path: Optional[ChartPath] = None,
     size: Tuple[int, int] = CURVE_SIZE,
     title: Optional[str] = None,
 ) -> np.ndarray:
-    """The PCK curve (RGB image of ``size`` = (height, width)), written to ``path`` when given.
+    """The PCK curve (RGB image of ``size`` = (height, width)), written to ``path`` when given (one path or a
+    list; the suffix chooses PNG or SVG).
 
     One result: one line per joint group and the mean; several: each result's mean curve, labelled
     by its name. x: normalised distance (head sizes for PCKh, torso lengths for PCK); y: detection rate (%).
@@ -187,13 +196,34 @@ def plot_pck_curve(
         kind = results[0].metric.split("@")[0]
         title = " ".join(filter(None, [label, kind, "" if len(results) == 1 else "(mean over joints)"]))
     unit = "head sizes" if protocol == "mpii" else "torso lengths"
+    thresholds = results[0].curve_thresholds
     return plot_curves(series, path, title=title, xlabel=f"Normalized distance ({unit})",
-                       ylabel="Detection rate %", size=size)
+                       ylabel="Detection rate (%)", size=size, xlim=(0.0, float(max(thresholds))), ylim=(0.0, 100.0),
+                       highlight="Mean" if len(results) == 1 else None)
+
+
+def plot_per_joint(
+    results: Sequence[ScoreResult],
+    path: Optional[ChartPath] = None,
+    size: Tuple[int, int] = PER_JOINT_SIZE,
+    title: Optional[str] = None,
+) -> np.ndarray:
+    """The per-joint detection rate (%) as bars (RGB image of ``size``): one group per joint, one bar per result
+    (labelled by its name); written to ``path`` when given, as :func:`plot_pck_curve`."""
+    _check_results(results)
+    if not results[0].per_joint:
+        raise ValueError("these results hold no per-joint values (COCO)")
+    series = {r.name: dict(r.per_joint) for r in results}
+    if title is None:
+        title = _chart_title(results, "per joint")
+    return plot_bars(series, path, title=title, xlabel="joint", ylabel=f"{results[0].metric} (%)", size=size,
+                     ylim=(0.0, 100.0))
 
 
 def write_report(results: Sequence[ScoreResult], out_dir: PathLike, stem: str = "scores") -> List[Path]:
     """Write ``<stem>.md``, ``<stem>.csv``, ``<stem>.json`` and, for PCK protocols, ``per_joint.csv``,
-    ``pck_curve.png`` and ``pck_curve.csv`` into ``out_dir``. Returns the paths written."""
+    ``per_joint.png`` / ``.svg`` (bars), and where the results hold curves ``pck_curve.png`` / ``.svg`` and
+    ``pck_curve.csv``, into ``out_dir``. Returns the paths written."""
     _check_results(results)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -205,9 +235,13 @@ def write_report(results: Sequence[ScoreResult], out_dir: PathLike, stem: str = 
     written.append(json_path)
     if results[0].per_joint:
         written.append(write_per_joint_csv(results, out / "per_joint.csv"))
+        charts = [out / f"per_joint{suffix}" for suffix in CHART_SUFFIXES]
+        plot_per_joint(results, charts)
+        written += charts
     if has_curve(results):
-        plot_pck_curve(results, out / "pck_curve.png")
-        written.append(out / "pck_curve.png")
+        charts = [out / f"pck_curve{suffix}" for suffix in CHART_SUFFIXES]
+        plot_pck_curve(results, charts)
+        written += charts
         written.append(write_curve_csv(results, out / "pck_curve.csv"))
     return written
 

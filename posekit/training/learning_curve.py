@@ -12,12 +12,12 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def write_learning_curve(output_dir: PathLike, title: str = "") -> Path:
-    """Draw ``output_dir/learning_curve.png`` from the run's whole history, ``output_dir/metrics.jsonl`` (rewritten
-    on resume, so a resumed run's curve has every epoch). Returns the PNG's path."""
+    """Draw ``output_dir/learning_curve.png`` and ``.svg`` from the run's whole history, ``output_dir/metrics.jsonl``
+    (rewritten on resume, so a resumed run's curve has every epoch). Returns the PNG's path."""
     out = Path(output_dir)
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     path = out / "learning_curve.png"
-    plot_learning_curve(history, path, title=title)
+    plot_learning_curve(history, [path, path.with_suffix(".svg")], title=title)
     return path
 
 

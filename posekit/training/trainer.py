@@ -40,6 +40,7 @@ from .checkpointing import (STATE_FILE, WEIGHTS_FILE, cpu_state, find_resume_che
                             rng_state, save_checkpoint, set_rng_state)
 from .optim import ModelEMA, build_optimizer, lr_factor_fn, scaled_lr
 from .sampler import EpochIndexed, EpochSampler, WithEpoch, seed_worker
+from .tensorboard import tensorboard_logger
 
 
 @dataclass
@@ -211,14 +212,20 @@ def train(
     Run under torchrun for data parallelism (see the module docstring). ``on_step`` is called in every process
     after each optimizer step with ``step``, ``epoch``, ``loss`` (mean over processes), ``lr`` (the rate of that
     step), ``rank`` and ``indices`` (the dataset indices this process trained on in that step);
-    ``on_epoch_end`` (rank 0 only) with each history entry.
+    ``on_epoch_end`` (rank 0 only) with each history entry. With ``train.tensorboard`` rank 0 also logs both to
+    OUTPUT/tensorboard/ (:mod:`posekit.training.tensorboard`).
     """
     validate(cfg)       # again: a config changed in Python after loading is checked too
+    board = tensorboard_logger(cfg)     # before anything starts: a missing package is a one-line ConfigError
     dist_info, device = init_distributed(cfg.train.device)
+    if board is not None and dist_info.is_main:
+        on_step, on_epoch_end = board.chain(on_step, on_epoch_end)
     try:
         with determinism(cfg.train.deterministic, device):
             return _train(cfg, dist_info, device, resume, progress, log, val_records, on_epoch_end, on_step)
     finally:
+        if board is not None:
+            board.close()
         if dist_info.started_here and dist.is_initialized():
             dist.destroy_process_group()
 

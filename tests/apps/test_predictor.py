@@ -420,7 +420,7 @@ def test_scales_of_one_give_exactly_the_single_scale_forward():
     (pose,) = predictor(canvas, [box])
     crops = model.seen[0]
     heatmaps = predict_heatmaps(model.inner, crops, predictor.flip_perm, cfg.test.shift_heatmap)
-    coords, scores = decode_to_image(predictor.codec, heatmaps, pose.center[None], pose.scale[None], cfg.input_hw)
+    coords, scores = decode_to_image(predictor.codec, heatmaps, predictor.crop, pose.center[None], pose.scale[None])
     np.testing.assert_array_equal(pose.keypoints, coords[0])
     np.testing.assert_array_equal(pose.scores, scores[0])
 

@@ -4,8 +4,9 @@ import numpy as np
 import torch
 
 from posekit.codecs import GaussianHeatmap, flip_back
-from posekit.data.transforms import crop_to_image, get_affine_transform
-from posekit.evaluation.inference import crop_to_image_batch, decode_to_image, predict_heatmaps
+from posekit.data.topdown import TopDownCrop
+from posekit.data.transforms import crop_to_image, crop_to_image_batch, get_affine_transform
+from posekit.evaluation.inference import decode_to_image, predict_heatmaps
 from posekit.models import create_model
 from posekit.skeletons import COCO
 
@@ -63,7 +64,7 @@ def test_a_person_at_a_known_place_decodes_to_that_place():
     crop = joints_image @ get_affine_transform(center[0], scale[0], 0, (192, 256))[:, :2].T \
         + get_affine_transform(center[0], scale[0], 0, (192, 256))[:, 2]
     heatmaps, _ = codec.encode(crop, np.ones(3))
-    coords, scores = decode_to_image(codec, torch.from_numpy(heatmaps)[None], center, scale, (256, 192))
+    coords, scores = decode_to_image(codec, torch.from_numpy(heatmaps)[None], TopDownCrop((256, 192)), center, scale)
     # one heatmap pixel = 4 crop px = 5 image px here; the encoder rounds to the nearest heatmap pixel
     assert np.abs(coords[0] - joints_image).max() <= 0.5 * 4 * (1.2 * 200 / 192) + 1e-9
     np.testing.assert_allclose(scores, 1.0)

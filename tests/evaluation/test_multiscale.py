@@ -14,7 +14,9 @@ from posekit.data.dataset import TopDownDataset
 from posekit.data.records import PersonRecord
 from posekit.data.transforms import affine_points, get_affine_transform
 from posekit.errors import ConfigError
-from posekit.evaluation.inference import (check_test_scales, crop_center_on_heatmap, crop_to_image_batch, heatmaps_to_base_frame, predict_heatmaps, predict_heatmaps_multiscale)
+from posekit.data.transforms import crop_to_image_batch
+from posekit.evaluation.inference import (check_test_scales, crop_center_on_heatmap, heatmaps_to_base_frame, predict_heatmaps,
+                                         predict_heatmaps_multiscale)
 from posekit.skeletons import COCO
 
 INPUT_HW = (64, 48)           # crop height, width

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import cv2
@@ -346,6 +347,11 @@ def test_real_mpii_gt_as_prediction_and_a_hand_checkable_jitter(mpii_annot, tmp_
     check_curve_png(tmp_path / "out" / "pck_curve.png")
 
 
+def svg_texts(path):
+    """The texts of a chart's SVG (written as <text> elements)."""
+    return {" ".join(t.itertext()).strip() for t in ET.parse(path).getroot().iter() if t.tag.endswith("}text")}
+
+
 def check_curve_png(path, size=(480, 640)):
     image = cv2.imread(str(path))
     assert image is not None and image.shape == (*size, 3)
@@ -638,6 +644,13 @@ def test_report_files_several_predictions_one_curve_each(mpii_case, capsys):
     assert out.splitlines()[1] == "| Arch | " + " | ".join(PCKH_COLUMNS) + " |"     # HRNet's header
     names = {p.name for p in out_dir.iterdir()}
     assert names >= {"scores.md", "scores.csv", "scores.json", "per_joint.csv", "pck_curve.png", "pck_curve.csv"}
+    assert names >= {"pck_curve.svg", "per_joint.png", "per_joint.svg"}
+    curve_texts, bar_texts = svg_texts(out_dir / "pck_curve.svg"), svg_texts(out_dir / "per_joint.svg")
+    assert {"sharp", "blurred", "Normalized distance (head sizes)", "Detection rate (%)",
+            "MPII PCKh (mean over joints)"} <= curve_texts
+    assert {"sharp", "blurred", "PCKh@0.5 (%)", "MPII PCKh@0.5 per joint"} <= bar_texts
+    assert set(MPII.keypoints) <= bar_texts              # one bar group per joint
+    assert cv2.imread(str(out_dir / "per_joint.png")).shape == (420, 800, 3)
     markdown = (out_dir / "scores.md").read_text()
     assert "| sharp |" in markdown and "| blurred |" in markdown and "## Per joint" in markdown
     with open(out_dir / "pck_curve.csv") as f:
@@ -661,6 +674,9 @@ def test_curve_image_size_and_a_single_result_draws_joint_groups(tmp_path):
     image = plot_pck_curve([result], tmp_path / "curve.png", size=(300, 400))
     assert image.shape == (300, 400, 3)
     check_curve_png(tmp_path / "curve.png", size=(300, 400))
+    plot_pck_curve([result], tmp_path / "curve.svg")
+    texts = svg_texts(tmp_path / "curve.svg")
+    assert {"Head", "Ankle", "Mean", "LSP PCK", "Normalized distance (torso lengths)"} <= texts
     assert "| Predictions | Head |" in format_summary_table([result])
 
 
@@ -708,6 +724,10 @@ def test_posekit_eval_writes_the_table_and_curve(tmp_path, monkeypatch, capsys):
             [row] = list(csv.DictReader(f))
         assert float(row["Mean"]) == 100.0 and row["metric"] == "PCKh@0.5"
         assert (out_dir / "pck_curve.png").exists() == with_samples
+        assert (out_dir / "pck_curve.svg").exists() == with_samples
+        # The per-joint bars come with the per-joint values (the samples here; the table alone has joint groups).
+        assert (out_dir / "per_joint.csv").exists() == with_samples
+        assert (out_dir / "per_joint.png").exists() == (out_dir / "per_joint.svg").exists() == with_samples
     capsys.readouterr()
 
 

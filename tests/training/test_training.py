@@ -256,6 +256,8 @@ def test_best_weights_and_learning_curve(data_root, tmp_path):
 
     curve = cv2.imread(str(tmp_path / "cli" / "learning_curve.png"))
     assert curve is not None and curve.shape == (600, 640, 3)
+    svg = (tmp_path / "cli" / "learning_curve.svg").read_text()
+    assert "validation PCK" in svg and "best: " in svg and cfg.model.name in svg
 
 
 def test_plot_learning_curve_panels():
