@@ -15,7 +15,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
 
 from posekit.fileio import file_sha256
 from posekit.weightfiles import read_state_dict, save_weights

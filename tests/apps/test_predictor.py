@@ -47,8 +47,8 @@ def random_model(cfg, seed: int = 0) -> nn.Module:
 class StubModel(nn.Module):
     """Heatmaps with a Gaussian at fixed crop coordinates, whatever the input; records what it was fed.
 
-    With ``mirrored`` the forwards alternate plain / mirrored crop, as the flip test calls them, and the
-    mirrored call answers with the mirrored coordinates (x' = W - 1 - x, left and right swapped).
+    With ``mirrored`` each batch is N plain crops followed by their N mirror images, as the flip test sends them,
+    and the mirrored half gets the mirrored coordinates (x' = W - 1 - x, left and right swapped).
     """
 
     def __init__(self, crop_xy: np.ndarray, skeleton=SYNTHETIC, mirrored: bool = False,
@@ -69,11 +69,14 @@ class StubModel(nn.Module):
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         self.seen.append(x.clone())
         xy = self.crop_xy
-        if self.mirrored and self.calls % 2 == 1:
-            xy = np.stack([INPUT - 1 - xy[:, 0], xy[:, 1]], axis=1)[self.flip_perm]
         self.calls += 1
-        heatmap, _ = self.codec.encode(xy, np.full(len(xy), 2.0))
-        return [torch.from_numpy(heatmap)[None].repeat(x.shape[0], 1, 1, 1)]
+        heatmap = torch.from_numpy(self.codec.encode(xy, np.full(len(xy), 2.0))[0])
+        if not self.mirrored:
+            return [heatmap[None].repeat(x.shape[0], 1, 1, 1)]
+        mirrored_xy = np.stack([INPUT - 1 - xy[:, 0], xy[:, 1]], axis=1)[self.flip_perm]
+        mirrored = torch.from_numpy(self.codec.encode(mirrored_xy, np.full(len(xy), 2.0))[0])
+        half = x.shape[0] // 2
+        return [torch.cat([heatmap[None].repeat(half, 1, 1, 1), mirrored[None].repeat(half, 1, 1, 1)])]
 
 
 def figure_on_canvas(seed: int = 3, offset=(150, 70), canvas_hw=(260, 360)):
@@ -110,7 +113,8 @@ def test_a_person_at_a_known_place_is_found_there_in_image_coordinates(flip_test
     one_heatmap_pixel = STRIDE * side / INPUT          # image pixels per heatmap pixel
     error = np.abs(pose.keypoints - keypoints[:, :2])
     assert error.max() <= one_heatmap_pixel, error.max()
-    assert stub.calls == (2 if flip_test else 1)        # one batch: one forward (two with the flip test)
+    assert stub.calls == 1              # one batch: one forward (the flip test's mirrored crops in the same call)
+    assert stub.seen[0].shape[0] == (2 if flip_test else 1)
     np.testing.assert_array_equal(pose.box, box)       # inside the image: kept as given
     assert pose.box_score == 1.0 and pose.track_id is None
 
@@ -488,7 +492,7 @@ def test_a_model_without_parameters_or_to_runs_on_the_cpu():
     assert predictor.device.type == "cpu" and predictor.model is wrapped
     got = predictor(canvas, [box, box + [4, 4, 0, 0]])
     want = PosePredictor(module, cfg)(canvas, [box, box + [4, 4, 0, 0]])
-    assert wrapped.calls == 2                                   # one batch, plain + mirrored
+    assert wrapped.calls == 1                                   # one batch, plain + mirrored in one call
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a.keypoints, b.keypoints)
 

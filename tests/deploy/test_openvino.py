@@ -12,6 +12,7 @@ pytest.importorskip("openvino", reason="the openvino extra (onnx, openvino) is n
 
 from posekit.apps.predictor import PosePredictor  # noqa: E402
 from posekit.config import config_from_dict  # noqa: E402
+from posekit.deploy import backends  # noqa: E402
 from posekit.deploy.backends import OpenVinoHeatmapModel, auto_backend, inference_model  # noqa: E402
 from posekit.deploy.bench import calibrate_random_weights  # noqa: E402
 from posekit.evaluation.inference import predict_heatmaps  # noqa: E402
@@ -64,4 +65,9 @@ def test_predictor_on_openvino_gives_torch_poses(tmp_path):
     for a, b in zip(got, expected):
         assert np.allclose(a.keypoints, b.keypoints, atol=1e-3)
         assert np.allclose(a.scores, b.scores, atol=1e-4)
-    assert auto_backend("cpu") in ("onnxruntime", "openvino", "torch-folded")
+
+
+def test_auto_backend_takes_openvino_where_installed_and_the_next_exact_one_elsewhere(monkeypatch):
+    assert auto_backend("cpu") == "openvino" and auto_backend("cuda") == "torch"
+    monkeypatch.setattr(backends, "openvino_available", lambda: False)
+    assert auto_backend("cpu") == ("onnxruntime" if backends.onnxruntime_available() else "torch-folded")
