@@ -574,7 +574,7 @@ def skeleton_to_mapping(skeleton: Skeleton) -> Dict[str, Any]:
         "limb_colors": ["#%02x%02x%02x" % (r, g, b) for b, g, r in skeleton.limb_colors],
     }
     if skeleton.sigmas is not None:
-        data["sigmas"] = [round(float(v), 6) for v in skeleton.sigmas]
+        data["sigmas"] = [float(v) for v in skeleton.sigmas]   # exact: a saved set scores as the original
     if skeleton.torso is not None:
         data["torso"] = [names[skeleton.torso[0]], names[skeleton.torso[1]]]
     return data

@@ -12,7 +12,7 @@ import contextlib
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..build import build_codecs, build_model, load_records, make_dataset, output_specs
+from ..build import build_codecs, build_model, dataset_skeleton, load_records, make_dataset, output_specs
 from ..codecs.base import OutputSpec
 from ..config import Config, validate
 from ..data.dataset import TopDownDataset, collate_samples
@@ -35,6 +35,7 @@ from ..fileio import append_jsonl, atomic_path
 from ..losses import total_loss
 from ..runtime import (DistInfo, amp_settings, any_process, broadcast_buffers, data_workers, determinism,
                        init_distributed, seed_everything)
+from ..skeletons import AUTO, write_skeleton_file
 from ..weightfiles import compare_state_dicts, load_weights, save_weights
 from .checkpointing import (STATE_FILE, WEIGHTS_FILE, cpu_state, find_resume_checkpoint, load_training_state,
                             rng_state, save_checkpoint, set_rng_state)
@@ -261,6 +262,17 @@ def _train(cfg: Config, dist_info: DistInfo, device: torch.device, resume: bool,
                        model=state.model, ema=state.ema.module if state.ema is not None else None)
 
 
+def _write_run_config(cfg: Config) -> None:
+    """OUTPUT/config.yaml; a keypoint set read from the annotation file (data.skeleton: auto) is written beside it
+    as OUTPUT/keypoints.yaml and named there, so that the run's config predicts without the training data."""
+    saved = cfg
+    if cfg.data.skeleton == AUTO:
+        path = (Path(cfg.output_dir) / "keypoints.yaml").resolve()
+        write_skeleton_file(dataset_skeleton(replace(cfg, data=replace(cfg.data, keypoint_subset=None))), path)
+        saved = replace(cfg, data=replace(cfg.data, skeleton=str(path)))
+    (Path(cfg.output_dir) / "config.yaml").write_text(saved.to_yaml())
+
+
 def _find_checkpoint(checkpoint_dir: Path, dist_info: DistInfo, say: Callable[[str], None]
                      ) -> Optional[Tuple[Path, Dict[str, Any]]]:
     """The newest intact checkpoint and its state; None (start from scratch) when there is none."""
@@ -311,7 +323,7 @@ def _build(cfg: Config, dist_info: DistInfo, device: torch.device, say: Callable
     if checkpoint is not None:
         _resume(cfg, state, *checkpoint, dist_info, say)
     if dist_info.is_main:
-        (Path(cfg.output_dir) / "config.yaml").write_text(cfg.to_yaml())
+        _write_run_config(cfg)
     net: nn.Module = model
     scaled = f" ({t.lr:g} scaled {t.lr_scale})" if lr != t.lr else ""
     if dist_info.enabled:

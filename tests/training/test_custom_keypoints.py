@@ -13,7 +13,7 @@ import pytest
 
 from posekit.apps.predictor import PosePredictor
 from posekit.build import build_model, dataset_skeleton, load_records
-from posekit.config import config_from_dict
+from posekit.config import config_from_dict, load_config
 from posekit.evaluation import metrics
 from posekit.evaluation.evaluate import evaluate_model
 from posekit.skeletons import UNIFORM_SIGMA, KeypointSetWarning, coco_file_skeleton
@@ -89,6 +89,10 @@ def test_auto_set_trains_evaluates_with_coco_ap_predicts_and_draws(five_root, tm
     assert result.steps == 2 and cfg.model.num_keypoints == 5
     assert read_safetensors_metadata(result.checkpoint / "weights.safetensors")["num_keypoints"] == "5"
     assert "num_keypoints: 5" in (tmp_path / "run" / "config.yaml").read_text()
+    # The run's config names the set it was trained with (written beside it), not the training annotations.
+    saved = load_config(tmp_path / "run" / "config.yaml")
+    assert saved.data.skeleton == str((tmp_path / "run" / "keypoints.yaml").resolve())
+    assert dataset_skeleton(saved) == skeleton
 
     # COCO AP through pycocotools with the set's 5 sigmas: a trained-for-2-steps model scores something in
     # [0, 1]; the ground truth itself scores 1.
