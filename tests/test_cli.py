@@ -94,3 +94,11 @@ def test_predict_on_real_images_with_their_detection_boxes(shared_data, tmp_path
     assert len(list((out / "drawn").glob("*.png"))) == 4
     _one_line_error(capsys, ["predict", CONFIG, str(tmp_path / "missing.jpg"), "--weights", str(weights),
                              "--set", "model.name=hrnet_w16_small"], "missing.jpg")
+
+
+@pytest.mark.slow
+def test_output_cut_short_by_the_reader_is_not_a_traceback():
+    # `posekit configs | head`: the reader may be gone before posekit writes (here it never reads at all).
+    command = f"{sys.executable} -m posekit configs | true"
+    done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
+    assert done.stderr == ""
