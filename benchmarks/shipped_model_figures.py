@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from posekit.apps.predictor import PosePredictor
-from posekit.viz import plot_learning_curve, save_image
+from posekit.viz import make_grid, plot_learning_curve, save_image
 
 PHOTOS = (801, 808, 815, 836, 861, 905, 930, 977)
 TILE = 240
@@ -45,8 +45,8 @@ def main() -> None:
         path = Path(args.lsp) / "images" / f"im{number:04d}.jpg"
         poses = predictor(path)
         tiles.append(tile(predictor.draw(path, poses, score_threshold=0.0)))
-    rows = [np.concatenate(tiles[i:i + 4], axis=1) for i in range(0, len(tiles), 4)]
-    save_image(out / "shipped_model_lsp.png", np.concatenate(rows, axis=0))
+    # A white gap between the photos, so that one picture's edge is not read as the next one's.
+    save_image(out / "shipped_model_lsp.png", make_grid(tiles, columns=4, pad=8))
     if args.metrics:
         history = [json.loads(line) for line in Path(args.metrics).read_text().splitlines() if line.strip()]
         plot_learning_curve(history, out / "learning_curve_hrnet-lite_lsp.png",
