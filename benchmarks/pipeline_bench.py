@@ -42,7 +42,6 @@ from posekit.errors import ConfigError, DataError
 from posekit.data.dataset import TopDownDataset, collate_samples
 from posekit.data.images import decode_image, decode_jpeg_rows, jpeg_frame, read_file_bytes, read_image
 from posekit.data.records import PersonRecord
-from posekit.data.transforms import affine_points, flip_keypoints
 
 # The oracles live with the tests; this benchmark times the library against them.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -196,17 +195,7 @@ def _crop_keypoints(dataset: TopDownDataset, record: PersonRecord, params: Tuple
                     ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """The joints of a sample in its crop, their visibility and the other people's (what the codecs encode)."""
     center, scale, rotation, flipped = params
-    matrix = dataset.crop.matrix(center, scale, rotation)
-    keypoints = record.keypoints.astype(np.float64)
-    others = record.extras.get("others")
-    others = np.asarray(others, dtype=np.float64).copy() if others is not None and len(others) else None
-    if flipped:
-        keypoints = flip_keypoints(keypoints, width, dataset.flip_perm)
-        if others is not None:
-            others = np.stack([flip_keypoints(o, width, dataset.flip_perm) for o in others])
-    if others is not None:
-        others[..., :2] = affine_points(others[..., :2], matrix)
-    return affine_points(keypoints[:, :2], matrix), keypoints[:, 2].astype(np.float32), others
+    return dataset.keypoints_in_crop(record, dataset.crop.matrix(center, scale, rotation), flipped, width)
 
 
 def _fast_stages(dataset: TopDownDataset, samples: int) -> Tuple[Dict[str, float], float]:

@@ -10,6 +10,7 @@ import copy
 from pathlib import Path
 from typing import Any, Callable, Dict, Tuple
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -77,3 +78,19 @@ def randomized(model: nn.Module, seed: int = 0, batches_tracked: int = 5) -> nn.
             else:
                 t.copy_(torch.randn(t.shape, generator=g) * 0.1)
     return model.eval()
+
+
+EMPTY_MAT = np.zeros((0, 0))        # what scipy.io reads for a MATLAB [] (an empty field of a struct)
+
+
+def mat_structs(items):
+    """A 1 x n MATLAB struct array as scipy.io writes and reads it (fields: the union of the dicts' keys; a missing
+    one is left empty [])."""
+    fields = []
+    for item in items:
+        fields += [k for k in item if k not in fields]
+    array = np.zeros((1, len(items)), dtype=[(f, object) for f in fields])
+    for n, item in enumerate(items):
+        for f in fields:
+            array[0, n][f] = item.get(f, EMPTY_MAT)
+    return array

@@ -31,20 +31,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def find_images(inputs: Sequence[Union[str, "os.PathLike[str]"]]) -> List[Path]:
-    """Image files named directly or found (sorted, not recursively) in the folders named."""
-    found: List[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise DataError("no such image file or folder", path)
-    return found
-
-
 def find_inputs(inputs: Sequence[Union[str, "os.PathLike[str]"]]) -> Tuple[List[Path], List[Path]]:
     """(image files, video files) named directly or found (sorted, not recursively) in the folders named.
 

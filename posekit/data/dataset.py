@@ -247,6 +247,22 @@ class TopDownDataset(Dataset):
                 weights.append(weights[first])
         return targets, weights
 
+    def keypoints_in_crop(self, record: PersonRecord, matrix: np.ndarray, flipped: bool, width: int
+                          ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        """The record's joints in crop pixels (K x 2), their visibility (K) and the other people's joints (P x K x 3,
+        crop pixels; None without them): what the codecs encode. ``flipped`` mirrors them in an image ``width`` wide
+        first, with the keypoint set's flip pairs."""
+        keypoints = record.keypoints.astype(np.float64)
+        others = record.extras.get("others")
+        others = np.asarray(others, dtype=np.float64).copy() if others is not None and len(others) else None
+        if flipped:
+            keypoints = flip_keypoints(keypoints, width, self.flip_perm)
+            if others is not None:
+                others = np.stack([flip_keypoints(o, width, self.flip_perm) for o in others])
+        if others is not None:
+            others[..., :2] = affine_points(others[..., :2], matrix)
+        return affine_points(keypoints[:, :2], matrix), keypoints[:, 2].astype(np.float32), others
+
     def __getitem__(self, index: Union[int, Tuple[int, int]]) -> Dict[str, Any]:
         # An (epoch, index) pair names the epoch itself: a sampler that yields pairs lets persistent workers, whose
         # dataset copies never see set_epoch, draw each epoch's augmentation.
@@ -308,15 +324,8 @@ class TopDownDataset(Dataset):
         pixels = None if image is None else crop.cut(image, crop.warp_matrix(matrix, flipped, width, reduce))
         image_tensor = crop.normalise(pixels, pixels_rgb=False, jitter=jitter)
 
-        keypoints = record.keypoints.astype(np.float64)
-        others = record.extras.get("others")
-        others = np.asarray(others, dtype=np.float64).copy() if others is not None and len(others) else None
-        if flipped:
-            keypoints = flip_keypoints(keypoints, width, self.flip_perm)
-            if others is not None:
-                others = np.stack([flip_keypoints(o, width, self.flip_perm) for o in others])
-        if others is not None:
-            others[..., :2] = affine_points(others[..., :2], matrix)
-        visibility = keypoints[:, 2].astype(np.float32) if ok else np.zeros(len(keypoints), np.float32)
-        targets, weights = self.encode_targets(affine_points(keypoints[:, :2], matrix), visibility, others)
+        xy, visibility, others = self.keypoints_in_crop(record, matrix, flipped, width)
+        if not ok:
+            visibility = np.zeros_like(visibility)
+        targets, weights = self.encode_targets(xy, visibility, others)
         return pack_sample(image_tensor, targets, weights, record, center, scale, rotation, flipped, index, ok)

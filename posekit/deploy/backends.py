@@ -327,22 +327,17 @@ def inference_model(model: nn.Module, backend: str, input_hw: Optional[Tuple[int
         return FastTorchModel(copy.deepcopy(model), channels_last=True)
     if backend in ("torch-folded", "torch-bf16"):
         return FastTorchModel(fold_batchnorm(model), channels_last=True, bf16=backend == "torch-bf16")
-    if backend == "onnxruntime":
+    if backend in ("onnxruntime", "openvino"):
+        # Both run the exported graph.
         if input_hw is None:
-            raise ValueError("the onnxruntime backend needs input_hw (the exported input size)")
+            raise ValueError(f"the {backend} backend needs input_hw (the exported input size)")
         if onnx_path is None:
-            # The session holds the graph in memory: the file need not outlive this call.
-            with tempfile.TemporaryDirectory(prefix="posekit-onnx-") as folder:
+            # The runtime holds the graph in memory: the file need not outlive this call.
+            with tempfile.TemporaryDirectory(prefix=f"posekit-{backend}-") as folder:
                 return inference_model(model, backend, input_hw, Path(folder) / f"{model_name(model)}.onnx", threads)
         export_onnx(model, onnx_path, input_hw, verify=False)
-        return OnnxHeatmapModel(onnx_path, input_hw=input_hw, threads=threads)
-    if backend == "openvino":
-        if input_hw is None:
-            raise ValueError("the openvino backend needs input_hw (the exported input size)")
-        if onnx_path is None:
-            with tempfile.TemporaryDirectory(prefix="posekit-openvino-") as folder:
-                return inference_model(model, backend, input_hw, Path(folder) / f"{model_name(model)}.onnx", threads)
-        export_onnx(model, onnx_path, input_hw, verify=False)
+        if backend == "onnxruntime":
+            return OnnxHeatmapModel(onnx_path, input_hw=input_hw, threads=threads)
         attributes = {attr: getattr(model, attr) for attr in _MODEL_ATTRIBUTES if hasattr(model, attr)}
         return OpenVinoHeatmapModel(onnx_path, attributes, threads=threads)
     raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")

@@ -13,28 +13,16 @@ from posekit.errors import DataError
 from posekit.evaluation.scoring import load_ground_truth
 from posekit.fileio import load_mat, mat_variables
 
-EMPTY = np.zeros((0, 0))
-
-
-def _structs(items):
-    """A 1 x n MATLAB struct array (fields: the union of the dicts' keys; a missing one is left empty [])."""
-    fields = []
-    for item in items:
-        fields += [k for k in item if k not in fields]
-    array = np.zeros((1, len(items)), dtype=[(f, object) for f in fields])
-    for n, item in enumerate(items):
-        for f in fields:
-            array[0, n][f] = item.get(f, EMPTY)
-    return array
+from conftest import EMPTY_MAT as EMPTY, mat_structs
 
 
 def _person(points, box=(11.0, 21.0, 41.0, 61.0)):
     return {"x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3], "scale": 2.0, "objpos": {"x": 100.0, "y": 200.0},
-            "annopoints": {"point": _structs(points)} if points else EMPTY}
+            "annopoints": {"point": mat_structs(points)} if points else EMPTY}
 
 
 def _annolist_mat(path, people_per_image):
-    annolist = _structs([{"annorect": _structs(people)} for people in people_per_image])
+    annolist = mat_structs([{"annorect": mat_structs(people)} for people in people_per_image])
     scipy.io.savemat(path, {"annolist": annolist})
     return path
 
@@ -51,7 +39,7 @@ def test_annolist_hand_computed_and_equal_to_the_release_reader(tmp_path):
     assert people.keypoints[0, 2].tolist() == [0.0, 0.0, 0.0] and not people.keypoints[1, :, 2].any()
     assert people.head_size.tolist() == [0.6 * math.hypot(30.0, 40.0), 0.6 * 5.0]
     # The release file holds the same structs under RELEASE: the same joints and head sizes.
-    release = {"annolist": _structs([{"image": {"name": "a.jpg"}, "annorect": _structs([a, b])}]),
+    release = {"annolist": mat_structs([{"image": {"name": "a.jpg"}, "annorect": mat_structs([a, b])}]),
                "img_train": np.array([[1]])}
     scipy.io.savemat(tmp_path / "release.mat", {"RELEASE": release})
     records = read_mpii_release_mat(tmp_path / "release.mat", "", split="all")

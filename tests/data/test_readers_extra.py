@@ -28,23 +28,11 @@ from posekit.build import dataset_skeleton, load_records
 from posekit.errors import ConfigError, DataError
 from posekit.skeletons import AIC, COCO, CROWDPOSE, OCHUMAN, POSETRACK, get_skeleton
 
-EMPTY = np.zeros((0, 0))
+from conftest import EMPTY_MAT as EMPTY, mat_structs
 
 
 # ----------------------------------------------------------------------------------------------------
 # MPII release .mat, written in the release's nested layout
-
-
-def _structs(items):
-    """A 1 x n MATLAB struct array (fields: the union of the dicts' keys; a missing one is left empty [])."""
-    fields = []
-    for item in items:
-        fields += [k for k in item if k not in fields]
-    array = np.zeros((1, len(items)), dtype=[(f, object) for f in fields])
-    for n, item in enumerate(items):
-        for f in fields:
-            array[0, n][f] = item.get(f, EMPTY)
-    return array
 
 
 def _cell(values):
@@ -59,7 +47,7 @@ def _release(tmp_path: Path, **overrides) -> Path:
     person_a = {
         "x1": 10.0, "y1": 20.0, "x2": 40.0, "y2": 60.0, "scale": 2.0, "objpos": {"x": 100.0, "y": 200.0},
         # is_visible: a number, a string (as many release points) and empty.
-        "annopoints": {"point": _structs([{"id": 0, "x": 51.0, "y": 101.0, "is_visible": 1},
+        "annopoints": {"point": mat_structs([{"id": 0, "x": 51.0, "y": 101.0, "is_visible": 1},
                                           {"id": 9, "x": 61.0, "y": 31.0, "is_visible": "0"},
                                           {"id": 12, "x": 71.0, "y": 81.0, "is_visible": EMPTY}])},
     }
@@ -68,10 +56,10 @@ def _release(tmp_path: Path, **overrides) -> Path:
     # One annorect (a 1x1 struct, not an array) whose only point has no is_visible field at all.
     person_c = {"x1": 2.0, "y1": 3.0, "x2": 8.0, "y2": 11.0, "scale": 1.0, "objpos": {"x": 5.5, "y": 6.5},
                 "annopoints": {"point": {"id": 15, "x": 3.0, "y": 4.0}}}
-    test_people = _structs([{"scale": 3.0, "objpos": {"x": 400.0, "y": 300.0}},
+    test_people = mat_structs([{"scale": 3.0, "objpos": {"x": 400.0, "y": 300.0}},
                             {"scale": EMPTY, "objpos": {"x": 1.0, "y": 1.0}}])   # no scale: cannot be cropped
-    annolist = _structs([
-        {"image": {"name": "001.jpg"}, "annorect": _structs([person_a, person_b]), "vidx": 2},
+    annolist = mat_structs([
+        {"image": {"name": "001.jpg"}, "annorect": mat_structs([person_a, person_b]), "vidx": 2},
         {"image": {"name": "002.jpg"}, "annorect": person_c, "vidx": EMPTY},
         {"image": {"name": "003.jpg"}, "annorect": test_people, "vidx": 1},
     ])
@@ -79,7 +67,7 @@ def _release(tmp_path: Path, **overrides) -> Path:
         "annolist": annolist,
         "img_train": np.array([[1, 1, 0]]),
         "single_person": _cell([np.array([[1]]), 1, EMPTY]),
-        "act": _structs([{"cat_name": "sports", "act_name": "running", "act_id": 7},
+        "act": mat_structs([{"cat_name": "sports", "act_name": "running", "act_id": 7},
                          {"cat_name": EMPTY, "act_name": EMPTY, "act_id": -1},
                          {"cat_name": "bicycling", "act_name": "cycling", "act_id": 3}]),
         "video_list": _cell(["vidA", "vidB"]),
@@ -168,8 +156,8 @@ def test_release_mat_errors(tmp_path):
 
     def one_person(points):
         rect = {"x1": 1.0, "y1": 1.0, "x2": 2.0, "y2": 2.0, "scale": 1.0, "objpos": {"x": 1.0, "y": 1.0},
-                "annopoints": {"point": _structs(points)}}
-        annolist = _structs([{"image": {"name": "x.jpg"}, "annorect": rect}])
+                "annopoints": {"point": mat_structs(points)}}
+        annolist = mat_structs([{"image": {"name": "x.jpg"}, "annorect": rect}])
         path = tmp_path / "one.mat"
         scipy.io.savemat(path, {"RELEASE": {"annolist": annolist, "img_train": 1}})
         return path
