@@ -332,8 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beta", type=float, default=0.01, help="One-Euro speed coefficient (higher: less lag in motion)")
     p.add_argument("--d-cutoff", type=float, default=1.0, help="One-Euro cutoff of the speed estimate, Hz")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    # The names of posekit.deploy.backends.BACKENDS, written out so that parsing the command line imports no torch.
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "torch-channels-last", "torch-folded",
-                                                         "torch-bf16", "onnxruntime", "openvino"],
+                                                         "torch-bf16", "onnxruntime", "openvino", "openvino-bf16"],
                    help="inference backend (docs/benchmarks.md); auto: the fastest exact one here; an .onnx "
                         "--weights file always runs on onnxruntime")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -415,8 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default: 1 8)")
     p.add_argument("--backend", nargs="+", default=["torch,torch-channels-last,torch-folded,torch-bf16,onnxruntime"],
                    help="comma-separated backends: torch (fp32 eager, the reference), torch-channels-last, torch-folded "
-                        "(BN folded + channels-last), torch-bf16 (folded + channels-last + bf16 autocast), onnxruntime, "
-                        "openvino (the openvino extra)")
+                        "(BN folded + channels-last), torch-bf16 (folded + channels-last + bf16 autocast, edge layers "
+                        "fp32), onnxruntime, openvino and openvino-bf16 (the openvino extra)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch and ONNX Runtime")
     p.add_argument("--repeats", type=int, default=10, help="timed rounds (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per backend first")

@@ -144,9 +144,10 @@ class PosePredictor:
 
         ``weights`` may be a posekit/official checkpoint or an ONNX file from ``posekit export`` (run by ONNX
         Runtime). ``backend`` (see :func:`posekit.deploy.backends.inference_model`): ``torch`` (plain eager fp32),
-        ``torch-channels-last``, ``torch-folded`` (BatchNorm folded, exact), ``torch-bf16`` (not exact) or
-        ``onnxruntime`` (the checkpoint is exported to ONNX in a temporary folder and run by ONNX Runtime),
-        ``openvino`` (exported the same way, run by OpenVINO in f32; the ``openvino`` extra), or
+        ``torch-channels-last``, ``torch-folded`` (BatchNorm folded, exact), ``torch-bf16`` (bf16 with the edge
+        layers in fp32) or ``onnxruntime`` (the checkpoint is exported to ONNX in a temporary folder and run by ONNX
+        Runtime), ``openvino`` (exported the same way, run by OpenVINO in f32; the ``openvino`` extra),
+        ``openvino-bf16`` (the same in bf16 with f32 edge convolutions), or
         ``auto``: the fastest exact one for the device (:func:`posekit.deploy.backends.auto_backend`).
         ``detector``: person boxes where none are given, a callable or an ONNX file (:mod:`posekit.apps.detector`).
         """
@@ -173,7 +174,7 @@ class PosePredictor:
         model.eval()
         if backend != "torch":
             model = inference_model(model, backend, cfg.input_hw)
-        predictor = cls(model, cfg, device="cpu" if backend in ("onnxruntime", "openvino") else device, flip_test=flip_test,
+        predictor = cls(model, cfg, device="cpu" if backend in ("onnxruntime", "openvino", "openvino-bf16") else device, flip_test=flip_test,
                         detector=detector)
         predictor.backend = backend
         return predictor

@@ -1,5 +1,5 @@
 """Inference backends: the same model prepared to run faster (BatchNorm folded into the convolutions, channels-last,
-bf16 autocast, ONNX Runtime), and the choice of the fastest exact one for a device.
+bf16 with fp32 edge layers, ONNX Runtime, OpenVINO), and the choice of the fastest exact one for a device.
 
 :func:`fold_batchnorm` merges every BatchNorm that directly follows a convolution into that convolution (inference
 only) and checks the fold in float64; :func:`inference_model` builds the backends that ``posekit bench`` compares
@@ -18,7 +18,8 @@ from torch import Tensor, nn
 from ..errors import PosekitError
 from .onnx import OnnxHeatmapModel, PathLike, export_onnx, model_name
 
-BACKENDS = ("torch", "torch-channels-last", "torch-folded", "torch-bf16", "onnxruntime", "openvino")
+BACKENDS = ("torch", "torch-channels-last", "torch-folded", "torch-bf16", "onnxruntime", "openvino", "openvino-bf16")
+BF16_BACKENDS = ("torch-bf16", "openvino-bf16")
 
 # =========================================================================================== BatchNorm folding
 
@@ -212,6 +213,73 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+def edge_layers(model: nn.Module, example: Optional[Tensor] = None) -> List[str]:
+    """Names of the layers at the network's two edges: every parametrised leaf module that reads the input (or a
+    tensor computed from the input alone by parameter-free operations: slicing, pooling, concatenation), and every
+    one whose output the model returns.
+
+    Found, like :func:`conv_bn_pairs`, by running the model once on ``example`` (default :func:`example_input`) and
+    watching the data flow. ``torch-bf16`` keeps these layers in fp32: rounding the normalised image to bf16's 8
+    significant bits costs about one grey level before the first convolution sees it, and bf16 heatmaps carry
+    steps of 1/256 of their peak into sub-pixel decoding; everything between runs in bf16.
+    """
+    from torch.overrides import TorchFunctionMode
+
+    if example is None:
+        example = example_input(model)
+    names = {m: n for n, m in model.named_modules()
+             if not any(True for _ in m.children()) and any(True for _ in m.parameters(recurse=False))}
+    from_input: Dict[int, Tensor] = {id(example): example}   # id -> tensor, kept alive so ids stay unique
+    produced: Dict[int, Tuple[str, Tensor]] = {}
+    readers: List[str] = []
+    depth = [0]
+
+    def before(module, args):
+        if any(from_input.get(id(t)) is t for t in _tensors(args)) and names[module] not in readers:
+            readers.append(names[module])
+        depth[0] += 1
+
+    def after(module, _args, output):
+        depth[0] -= 1
+        for t in _tensors(output):
+            produced[id(t)] = (names[module], t)
+
+    class Tracer(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            inputs = [t for t in _tensors((args, kwargs)) if t.is_floating_point()]
+            if not depth[0] and inputs and all(from_input.get(id(t)) is t for t in inputs):
+                for t in _tensors(out):
+                    from_input[id(t)] = t
+            return out
+
+    handles = [h for m in names for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after))]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), Tracer():
+            outputs = list(_tensors(model(example)))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    writers = [produced[id(t)][0] for t in outputs if id(t) in produced and produced[id(t)][1] is t]
+    return readers + [n for n in dict.fromkeys(writers) if n not in readers]
+
+
+class Float32Layer(nn.Module):
+    """One layer run in fp32 inside a bf16-autocast model: its inputs are cast up and autocast is off within it."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, *args: Any) -> Any:
+        device_type = next((t.device.type for t in _tensors(args)), "cpu")
+        with torch.autocast(device_type, enabled=False):
+            return self.layer(*(a.float() if isinstance(a, Tensor) and a.is_floating_point() else a for a in args))
+
+
 # What inference code reads from a model besides calling it: carried over to the models that stand in for it.
 _MODEL_ATTRIBUTES = ("name", "num_keypoints", "input_channels", "outputs", "center_map_sigma", "input_multiple")
 
@@ -220,7 +288,9 @@ class FastTorchModel(nn.Module):
     """A torch model run with inference tricks; same attributes and call convention as the model it wraps.
 
     channels_last: weights and inputs in NHWC memory layout (oneDNN's fast convolution path on CPU).
-    bf16: run under ``torch.autocast(bfloat16)`` on the model's device type; outputs are returned as float32.
+    bf16: run under ``torch.autocast(bfloat16)`` on the model's device type, except the layers at the network's
+    edges (:func:`edge_layers`: the layers reading the input, the layers writing the outputs), which stay fp32;
+    outputs are returned as float32. The model's edge layers are wrapped in :class:`Float32Layer` in place.
     """
 
     def __init__(self, model: nn.Module, channels_last: bool = True, bf16: bool = False):
@@ -228,6 +298,9 @@ class FastTorchModel(nn.Module):
         self.model = model.eval()
         self.channels_last = bool(channels_last)
         self.bf16 = bool(bf16)
+        self.fp32_layers: List[str] = edge_layers(model) if self.bf16 else []
+        for name in self.fp32_layers:
+            _set_submodule(model, name, Float32Layer(model.get_submodule(name)))
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         for attr in _MODEL_ATTRIBUTES:
@@ -245,10 +318,90 @@ class FastTorchModel(nn.Module):
         return [o.float().contiguous() for o in outputs]
 
 
-# Exact backends (fp32; on the shipped trained model, PCK within 0.1 of eager and >= 99 % of keypoints within 1 px:
-# docs/benchmarks.md), fastest first as measured on a 2-core CPU (OpenVINO 0.94x ONNX Runtime's time end to end on
-# HRNet-W32). torch-bf16 is left out: it is not exact.
-EXACT_CPU_BACKENDS = ("openvino", "onnxruntime", "torch-folded", "torch")
+# The backends whose keypoints count as exact (on the shipped trained model, PCK within 0.1 of eager fp32 and >= 99 %
+# of keypoints within 1 px of eager's: docs/benchmarks.md), fastest first as measured end to end on HRNet-W32 on a
+# 2-core CPU with native bf16. The bf16 ones are exact in that sense because their edge layers stay fp32; they are
+# taken only where the CPU computes bf16 natively.
+EXACT_CPU_BACKENDS = ("openvino-bf16", "torch-bf16", "openvino", "onnxruntime", "torch-folded", "torch")
+
+
+def _edge_convolutions(ov_model: Any) -> List[Tuple[Any, List[str]]]:
+    """The Convolution nodes of an OpenVINO graph at its two edges, as :func:`edge_layers` finds them in torch: those
+    that read an input, or what operations without weights (slices, pooling, concatenations of such) computed from
+    the inputs alone; and those whose output reaches a result through operations with one non-constant input only
+    (bias additions, reshapes). Each with the names the compiled graph may know it by: its own, and those of the
+    operations between it and the result (the CPU plugin fuses a bias addition into the convolution and names the
+    fused node after the addition)."""
+    found: Dict[str, Tuple[Any, List[str]]] = {}
+    # By name: the Python objects wrapping graph nodes are made afresh on every access, so their ids get reused.
+    reached = {parameter.get_name() for parameter in ov_model.get_parameters()}
+
+    def sources(node: Any) -> List[Any]:
+        return [i.get_source_output().get_node() for i in node.inputs()]
+
+    constant: Dict[str, bool] = {}
+
+    def is_constant(node: Any) -> bool:
+        # A Constant, a tensor's shape, or computed from those alone (a bias reshaped to the output's rank).
+        name = node.get_name()
+        if name not in constant:
+            kind = node.get_type_name()
+            constant[name] = kind in ("Constant", "ShapeOf") or (kind != "Parameter" and
+                                                                 all(is_constant(n) for n in sources(node)))
+        return constant[name]
+
+    def variable(nodes: List[Any]) -> List[Any]:
+        return [n for n in nodes if not is_constant(n)]
+
+    def downstream(node: Any) -> None:
+        for other in [t.get_node() for o in node.outputs() for t in o.get_target_inputs()]:
+            if other.get_type_name() == "Convolution":
+                found.setdefault(other.get_friendly_name(), (other, [other.get_friendly_name()]))
+            elif other.get_type_name() != "Result" and other.get_name() not in reached and \
+                    all(n.get_name() in reached for n in variable(sources(other))):
+                reached.add(other.get_name())
+                downstream(other)
+
+    def upstream(node: Any, between: List[str]) -> None:
+        inputs = variable(sources(node))
+        if len(inputs) != 1:
+            return
+        if inputs[0].get_type_name() == "Convolution":
+            name = inputs[0].get_friendly_name()
+            found.setdefault(name, (inputs[0], [name]))[1].extend(between)
+        elif inputs[0].get_type_name() != "Parameter":
+            upstream(inputs[0], between + [inputs[0].get_friendly_name()])
+
+    for parameter in ov_model.get_parameters():
+        downstream(parameter)
+    for result in ov_model.get_results():
+        upstream(result, [])
+    return list(found.values())
+
+
+def _keep_edges_f32(ov: Any, core: Any, graph: Any) -> Tuple[Any, List[List[str]]]:
+    """``graph`` with its edge convolutions marked to keep f32 under a bf16 inference precision, and the names the
+    compiled graph may know each of them by (:func:`_edge_convolutions`)."""
+    edges = _edge_convolutions(graph)
+    for node, _names in edges:
+        node.get_rt_info()["precise_0"] = ""
+    # Set from Python the attribute is a plain string; saving and reading the IR turns it into the attribute the
+    # CPU plugin obeys.
+    with tempfile.TemporaryDirectory(prefix="posekit-openvino-") as folder:
+        ov.save_model(graph, str(Path(folder) / "model.xml"), compress_to_fp16=False)
+        return core.read_model(str(Path(folder) / "model.xml")), [names for _node, names in edges]
+
+
+def _runtime_precisions(compiled: Any) -> Dict[str, str]:
+    """Precision each operation of the original graph runs in once compiled, by name (fused ones included)."""
+    precision: Dict[str, str] = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        fused = str(info["originalLayersNames"].astype(str)).split(",") if "originalLayersNames" in info else []
+        for name in [op.get_friendly_name(), *fused]:
+            if name:
+                precision.setdefault(name, str(info["runtimePrecision"].astype(str)))
+    return precision
 
 
 class OpenVinoHeatmapModel(nn.Module):
@@ -256,12 +409,15 @@ class OpenVinoHeatmapModel(nn.Module):
 
     ``model(x)`` takes an N x C x H x W tensor and returns ``[heatmaps]`` (float32, on x's device); ``attributes``
     (``name``, ``num_keypoints``, ``input_channels``, ``outputs``, ...) are copied from the torch model. Inference
-    precision is pinned to f32: on CPUs with bf16 or AMX, OpenVINO would otherwise run bf16, which is not exact.
-    The graph is read into memory, so the file may be removed once the model is built. Needs ``pip install
-    'posekit[openvino]'`` (imported only here).
+    precision is pinned to f32 (on CPUs with bf16 or AMX, OpenVINO would otherwise run all of it in bf16); with
+    ``bf16`` it is bf16 except the convolutions at the network's edges, which are marked to keep f32 (OpenVINO's
+    ``precise`` runtime attribute, read back from a saved IR) and checked to run f32 once compiled
+    (:func:`edge_layers` says why). The graph is read into memory, so the file may be removed once the model is
+    built. Needs ``pip install 'posekit[openvino]'`` (imported only here).
     """
 
-    def __init__(self, onnx_path: PathLike, attributes: Optional[Dict[str, Any]] = None, threads: Optional[int] = None):
+    def __init__(self, onnx_path: PathLike, attributes: Optional[Dict[str, Any]] = None, threads: Optional[int] = None,
+                 bf16: bool = False):
         super().__init__()
         try:
             import openvino as ov
@@ -270,9 +426,24 @@ class OpenVinoHeatmapModel(nn.Module):
         for attr, value in (attributes or {}).items():
             setattr(self, attr, value)
         core = ov.Core()
-        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
+        graph = core.read_model(str(onnx_path))
+        edges: List[List[str]] = []
+        if bf16:
+            if not cpu_has_bf16():
+                raise PosekitError("the openvino-bf16 backend needs a CPU that computes bf16 natively "
+                                   "(AVX512-BF16 or AMX); use --backend openvino")
+            graph, edges = _keep_edges_f32(ov, core, graph)
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32", "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads())}
-        self.compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
+        self.compiled = core.compile_model(graph, "CPU", config)
+        if bf16:
+            precision = _runtime_precisions(self.compiled)
+            ran = [[precision[name] for name in names if name in precision] for names in edges]
+            wrong = [f"{names[0]} ({', '.join(got) or 'not found'})" for names, got in zip(edges, ran)
+                     if not got or set(got) != {"f32"}]
+            if wrong:
+                raise PosekitError(f"OpenVINO {ov.__version__} does not keep the edge convolutions in f32 under bf16: "
+                                   f"{', '.join(wrong)}; use --backend torch-bf16 or openvino")
         self.request = self.compiled.create_infer_request()
 
     def forward(self, x: Tensor) -> List[Tensor]:
@@ -296,13 +467,17 @@ def onnxruntime_available() -> bool:
 
 
 def auto_backend(device: Union[str, torch.device]) -> str:
-    """The backend ``auto`` stands for: the fastest exact one on ``device``. On a GPU plain torch (cuDNN);
-    on the CPU OpenVINO where it is installed (the ``openvino`` extra), else ONNX Runtime where that is (the
-    ``onnx`` extra), else BatchNorm folded into the convs in channels-last."""
+    """The backend ``auto`` stands for: the fastest exact one on ``device``. On a GPU plain torch (cuDNN); on a
+    CPU with native bf16, OpenVINO in bf16 where it is installed (the ``openvino`` extra), else torch in bf16 (both
+    with fp32 edge layers); on other CPUs OpenVINO in f32, else ONNX Runtime where it is installed (the ``onnx``
+    extra), else BatchNorm folded into the convs in channels-last."""
     if torch.device(device).type != "cpu":
         return "torch"
-    installed = {"openvino": openvino_available, "onnxruntime": onnxruntime_available}
+    installed = {"openvino": openvino_available, "openvino-bf16": openvino_available,
+                 "onnxruntime": onnxruntime_available}
     for backend in EXACT_CPU_BACKENDS:
+        if backend in BF16_BACKENDS and not cpu_has_bf16():
+            continue
         if backend not in installed or installed[backend]():
             return backend
     return "torch"
@@ -315,11 +490,13 @@ def inference_model(model: nn.Module, backend: str, input_hw: Optional[Tuple[int
     - ``torch``: the model in eval mode (the reference: plain eager fp32);
     - ``torch-channels-last``: channels-last memory layout, fp32;
     - ``torch-folded``: BatchNorm folded into the convs + channels-last, fp32 (exact to float rounding);
-    - ``torch-bf16``: ``torch-folded`` under bf16 autocast (fast where the CPU has bf16; not exact);
+    - ``torch-bf16``: ``torch-folded`` under bf16 autocast, the edge layers in fp32 (fast where the CPU has bf16;
+      exact by the rule of docs/benchmarks.md on the shipped trained model, not to float rounding);
     - ``onnxruntime``: exported to ``onnx_path`` (default: a temporary file, removed once loaded) at ``input_hw`` and run by ONNX Runtime
       with ``threads`` threads (default torch's);
     - ``openvino``: exported the same way and run by OpenVINO's CPU plugin in f32 (:class:`OpenVinoHeatmapModel`;
-      the ``openvino`` extra).
+      the ``openvino`` extra);
+    - ``openvino-bf16``: the same in bf16 with the edge convolutions in f32 (CPUs with native bf16 only).
     """
     if backend == "torch":
         return model.eval()
@@ -327,8 +504,8 @@ def inference_model(model: nn.Module, backend: str, input_hw: Optional[Tuple[int
         return FastTorchModel(copy.deepcopy(model), channels_last=True)
     if backend in ("torch-folded", "torch-bf16"):
         return FastTorchModel(fold_batchnorm(model), channels_last=True, bf16=backend == "torch-bf16")
-    if backend in ("onnxruntime", "openvino"):
-        # Both run the exported graph.
+    if backend in ("onnxruntime", "openvino", "openvino-bf16"):
+        # All three run the exported graph.
         if input_hw is None:
             raise ValueError(f"the {backend} backend needs input_hw (the exported input size)")
         if onnx_path is None:
@@ -339,5 +516,5 @@ def inference_model(model: nn.Module, backend: str, input_hw: Optional[Tuple[int
         if backend == "onnxruntime":
             return OnnxHeatmapModel(onnx_path, input_hw=input_hw, threads=threads)
         attributes = {attr: getattr(model, attr) for attr in _MODEL_ATTRIBUTES if hasattr(model, attr)}
-        return OpenVinoHeatmapModel(onnx_path, attributes, threads=threads)
+        return OpenVinoHeatmapModel(onnx_path, attributes, threads=threads, bf16=backend == "openvino-bf16")
     raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")

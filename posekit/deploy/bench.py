@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .backends import BACKENDS, cpu_has_bf16, inference_model, openvino_available
+from .backends import BACKENDS, BF16_BACKENDS, cpu_has_bf16, inference_model, openvino_available
 from ..evaluation.inference import final_heatmaps
 from ..models import create_model
 from .modelcard import settings_for
@@ -232,9 +232,9 @@ def run_bench(models: Sequence[Union[str, nn.Module]] = DEFAULT_MODELS, input_hw
             if "onnxruntime" in backends:
                 say("onnxruntime is not installed: skipping that backend")
                 backends = [b for b in backends if b != "onnxruntime"]
-        if "openvino" in backends and not openvino_available():
-            say("openvino is not installed: skipping that backend")
-            backends = [b for b in backends if b != "openvino"]
+        if {"openvino", "openvino-bf16"} & set(backends) and not openvino_available():
+            say("openvino is not installed: skipping its backends")
+            backends = [b for b in backends if not b.startswith("openvino")]
         ceilings: Dict[str, Any] = {"shape": "3x3 conv {}->{} on {}x{}, batch 1".format(*CEILING_SHAPE)}
         if ceiling:
             say("measuring the conv ceiling")
@@ -274,7 +274,7 @@ def run_bench(models: Sequence[Union[str, nn.Module]] = DEFAULT_MODELS, input_hw
                 for backend in prepared:
                     latency = statistics.median(times[backend])
                     gflops = 2.0 * macs * batch / (latency / 1000.0) / 1e9
-                    ceiling_key = "bf16_gflops" if backend == "torch-bf16" else "fp32_gflops"
+                    ceiling_key = "bf16_gflops" if backend in BF16_BACKENDS else "fp32_gflops"
                     row = {
                         "model": name, "input_hw": list(hw), "num_keypoints": k, "backend": backend, "batch": batch,
                         "latency_ms": latency, "latency_min_ms": min(times[backend]),

@@ -16,7 +16,8 @@ from posekit.deploy.bench import calibrate_random_weights  # noqa: E402
 from posekit.weightfiles import save_weights  # noqa: E402
 from posekit.cli import main  # noqa: E402
 from posekit.errors import CheckpointError, PosekitError  # noqa: E402
-from posekit.deploy.backends import conv_bn_pairs, fold_batchnorm, inference_model  # noqa: E402
+from posekit.deploy.backends import (Float32Layer, conv_bn_pairs, edge_layers, fold_batchnorm,  # noqa: E402
+                                     inference_model)
 from posekit.deploy.onnx import EXPORT_FORMAT, ExportError, OnnxHeatmapModel, export_onnx  # noqa: E402
 from posekit.evaluation.inference import predict_heatmaps  # noqa: E402
 from posekit.models import create_model  # noqa: E402
@@ -434,6 +435,71 @@ def test_bf16_backend_is_close_on_a_well_conditioned_network():
     assert float((got - expected).abs().max()) <= 3e-2 * float(expected.abs().max())
 
 
+class TwoEdges(nn.Module):
+    """Its first layers read a slice and a pooled channel of the input; one output comes straight from a conv, the
+    other from a conv's output changed afterwards (no layer writes it); ``middle`` is at neither edge."""
+
+    name, num_keypoints, input_channels = "two_edges", 2, 4
+
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Conv2d(3, 8, 3, padding=1)
+        self.center = nn.Conv2d(1, 8, 1)
+        self.middle = nn.Conv2d(16, 8, 3, padding=1)
+        self.head = nn.Conv2d(8, 2, 1)
+        self.side = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        a = torch.relu(self.first(x[:, :3]))
+        c = self.center(nn.functional.avg_pool2d(x[:, 3:], 3, stride=1, padding=1))
+        m = torch.relu(self.middle(torch.cat([a, c], 1)))
+        return [self.side(m) * 2 + 1, self.head(m)]
+
+
+class TwoConvs(nn.Module):
+    name, num_keypoints, input_channels = "two_convs", 5, 3
+
+    def __init__(self):
+        super().__init__()
+        self.first, self.head = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 5, 1)
+
+    def forward(self, x):
+        return [self.head(torch.relu(self.first(x)))]
+
+
+def test_edge_layers_are_the_readers_of_the_input_and_the_writers_of_the_outputs():
+    assert edge_layers(TwoEdges()) == ["first", "center", "head"]
+    assert edge_layers(fold_batchnorm(Shallow())) == ["body.0", "body.6"]
+    for name, expected in (("hrnet_w32", ["conv1", "final_layer"]), ("simplebaseline_res50", ["conv1", "final_layer"]),
+                           ("cpm_2stage", ["conv1_stage1", "conv1_stage2", "conv7_stage1", "Mconv5_stage2"])):
+        assert edge_layers(small_model(name)) == expected, name
+
+
+def test_bf16_backend_keeps_the_edge_layers_in_fp32():
+    torch.manual_seed(0)
+    model = calibrate_random_weights(Shallow(), (32, 32))
+    runner = inference_model(model, "torch-bf16")
+    assert runner.fp32_layers == ["body.0", "body.6"]
+    dtypes = {}
+    for name, module in runner.model.named_modules():
+        if name in ("body.0", "body.3", "body.6"):
+            module.register_forward_hook(lambda m, a, out, name=name: dtypes.update({name: out.dtype}))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        runner(x)
+    assert dtypes == {"body.0": torch.float32, "body.3": torch.bfloat16, "body.6": torch.float32}
+    assert isinstance(runner.model.body[0], Float32Layer)
+    # Two convs, both at an edge: nothing is left to run in bf16, so the result is fp32's to float rounding.
+    two = calibrate_random_weights(TwoConvs(), (32, 32))
+    with torch.no_grad():
+        expected = two(x)[-1]
+        got = inference_model(two, "torch-bf16")(x)[-1]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            all_bf16 = two(x)[-1].float()
+    assert float((got - expected).abs().max()) <= 1e-5 * float(expected.abs().max())
+    assert float((all_bf16 - expected).abs().max()) > 1e-3 * float(expected.abs().max())    # bf16 would show
+
+
 def test_predictor_runs_an_onnx_model_like_the_torch_model(tmp_path):
     from posekit.config import config_from_dict
     from posekit.apps.predictor import PosePredictor
@@ -504,3 +570,14 @@ def test_from_config_and_predict_cli_run_every_backend_like_plain_torch(tmp_path
     a = np.array(torch_entry["people"][0]["keypoints"], dtype=float)
     b = np.array(onnx_entry["people"][0]["keypoints"], dtype=float)
     assert a.shape == b.shape and np.allclose(a, b, atol=1e-3)
+
+
+def test_predict_accepts_every_backend_by_name():
+    import argparse
+
+    from posekit.cli import build_parser
+    from posekit.deploy.backends import BACKENDS
+
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    backend = next(a for a in subparsers.choices["predict"]._actions if a.dest == "backend")
+    assert backend.choices == ["auto", *BACKENDS]     # written out in cli.py so that parsing imports no torch
