@@ -47,15 +47,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .build import build_model, load_records
+    from .deploy.backends import auto_backend, inference_model
     from .evaluation.evaluate import evaluate_model
     from .evaluation.report import format_metrics, write_eval_report
     from .runtime import select_device
 
     cfg = _eval_config(args)
-    model = build_model(cfg).to(select_device(cfg.train.device))
+    device = select_device(cfg.train.device)
+    model = build_model(cfg).to(device).eval()
+    backend = auto_backend(device) if args.backend == "auto" else args.backend
+    if backend != "torch":
+        # The numbers a backend gives on this data; plain eager PyTorch (the default) is the reference.
+        model = inference_model(model, backend, cfg.input_hw)
     metrics = evaluate_model(cfg, model, load_records(cfg, "val"), progress=not args.no_progress,
                              results_path=Path(args.results) if args.results else None)
+    if backend != "torch":
+        metrics["backend"] = backend
     print(format_metrics(metrics))
+    if backend != "torch":
+        print(f"backend: {backend} (the reference is plain eager PyTorch: posekit eval without --backend)")
     written = write_eval_report(cfg, metrics, json_path=args.json)
     if written:
         print("wrote " + ", ".join(str(p) for p in written))
@@ -271,6 +281,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# auto and the names of posekit.deploy.backends.BACKENDS, written out so that parsing the command line imports no torch.
+BACKEND_CHOICES = ["auto", "torch", "torch-channels-last", "torch-folded", "torch-bf16", "onnxruntime", "openvino",
+                   "openvino-bf16"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="posekit", description="2D human pose estimation (HRNet, CPM, hourglass, MSPN)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
@@ -302,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default=None)
     p.add_argument("--results", default=None, help="where to write the COCO results JSON")
     p.add_argument("--json", default=None, help="also write the metrics as JSON here")
+    p.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
+                   help="evaluate through an inference backend (default torch: plain eager PyTorch, the reference); "
+                        "e.g. the score of your weights under torch-bf16 or openvino-bf16 before predicting with it")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_eval)
 
@@ -332,9 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beta", type=float, default=0.01, help="One-Euro speed coefficient (higher: less lag in motion)")
     p.add_argument("--d-cutoff", type=float, default=1.0, help="One-Euro cutoff of the speed estimate, Hz")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    # The names of posekit.deploy.backends.BACKENDS, written out so that parsing the command line imports no torch.
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "torch-channels-last", "torch-folded",
-                                                         "torch-bf16", "onnxruntime", "openvino", "openvino-bf16"],
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
                    help="inference backend (docs/benchmarks.md); auto: the fastest exact one here; an .onnx "
                         "--weights file always runs on onnxruntime")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

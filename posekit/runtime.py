@@ -3,10 +3,11 @@ process group that ``torchrun`` sets up (one process per GPU, NCCL; gloo on the 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import random
 from dataclasses import dataclass
-from typing import Iterator, Tuple
+from typing import Any, Iterator, Tuple
 
 import numpy as np
 import torch
@@ -14,6 +15,15 @@ import torch.distributed as dist
 from torch import nn
 
 from .errors import ConfigError
+
+
+def model_device(model: Any) -> torch.device:
+    """Where the model's tensors live; the CPU for a model without any (an ONNX Runtime or OpenVINO stand-in)."""
+    parameters, buffers = getattr(model, "parameters", None), getattr(model, "buffers", None)
+    if callable(parameters) and callable(buffers):
+        for tensor in itertools.chain(parameters(), buffers()):
+            return tensor.device
+    return torch.device("cpu")
 
 
 def select_device(name: str = "auto") -> torch.device:

@@ -48,7 +48,7 @@ from ..errors import ConfigError, DataError
 from ..evaluation import metrics
 from ..evaluation.inference import check_test_scales, crop_center_on_heatmap, decode_to_image, predict_heatmaps_multiscale
 from ..models.pretrained import DEFAULT_PRETRAINED, pretrained_config
-from ..runtime import select_device
+from ..runtime import model_device, select_device
 from ..structures import Pose, as_box_array, clip_box
 from ..viz import draw_label, draw_skeleton, track_color
 from ..weightfiles import load_weights
@@ -74,15 +74,6 @@ def load_rgb(image: ImageLike) -> np.ndarray:
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"an image array must not be empty, got {image.shape}")
     return image
-
-
-def _model_device(model: Any) -> torch.device:
-    """Where the model's tensors live; the CPU for a model without any (e.g. an ONNX Runtime session wrapper)."""
-    parameters, buffers = getattr(model, "parameters", None), getattr(model, "buffers", None)
-    if callable(parameters) and callable(buffers):
-        for tensor in itertools.chain(parameters(), buffers()):
-            return tensor.device
-    return torch.device("cpu")
 
 
 class PosePredictor:
@@ -114,7 +105,7 @@ class PosePredictor:
         if num_keypoints != self.skeleton.num_keypoints:
             raise ConfigError(f"the model predicts {num_keypoints} keypoints but keypoint set "
                               f"{self.skeleton.name!r} has {self.skeleton.num_keypoints}", "data.skeleton")
-        self.device = _model_device(model) if device is None else select_device(device)
+        self.device = model_device(model) if device is None else select_device(device)
         # Only a torch module moves; a model without `.to` (an ONNX Runtime wrapper) takes CPU tensors.
         self.model = model.to(self.device) if callable(getattr(model, "to", None)) else model
         if not callable(getattr(model, "to", None)):

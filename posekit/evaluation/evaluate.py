@@ -17,7 +17,7 @@ from ..build import build_codecs, dataset_skeleton, join_root, make_dataset, out
 from ..config import Config, validate
 from ..data.records import PersonRecord
 from ..errors import ConfigError
-from ..runtime import data_workers, is_distributed
+from ..runtime import data_workers, is_distributed, model_device
 from ..skeletons import Skeleton
 from . import metrics
 from .inference import check_test_scales, crop_center_on_heatmap, decode_to_image, predict_heatmaps_multiscale
@@ -61,7 +61,7 @@ def run_inference(cfg: Config, model: nn.Module, records: Sequence[PersonRecord]
 
 
 def _run_inference_shard(cfg: Config, model: nn.Module, records: Sequence[PersonRecord], progress: bool) -> Predictions:
-    device = next(model.parameters()).device
+    device = model_device(model)
     specs = output_specs(model, cfg)
     codec = build_codecs(specs, cfg)[-1]
     test_scales = check_test_scales(cfg.test.scales)

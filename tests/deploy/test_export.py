@@ -572,12 +572,13 @@ def test_from_config_and_predict_cli_run_every_backend_like_plain_torch(tmp_path
     assert a.shape == b.shape and np.allclose(a, b, atol=1e-3)
 
 
-def test_predict_accepts_every_backend_by_name():
+def test_predict_and_eval_accept_every_backend_by_name():
     import argparse
 
     from posekit.cli import build_parser
     from posekit.deploy.backends import BACKENDS
 
     subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    backend = next(a for a in subparsers.choices["predict"]._actions if a.dest == "backend")
-    assert backend.choices == ["auto", *BACKENDS]     # written out in cli.py so that parsing imports no torch
+    for command in ("predict", "eval"):
+        backend = next(a for a in subparsers.choices[command]._actions if a.dest == "backend")
+        assert backend.choices == ["auto", *BACKENDS]     # written out in cli.py so that parsing imports no torch
