@@ -327,7 +327,8 @@ class PosePredictor:
 
         ``score`` is the official rescoring: box score x the mean of the keypoint scores above
         ``cfg.test.in_vis_thre``. With ``nms`` (None: when the keypoint set has OKS sigmas) people are then
-        thinned by OKS-NMS at ``cfg.test.oks_thre`` with the padded crop area, as ``posekit eval`` does.
+        thinned by ``cfg.test.nms`` (OKS-NMS, soft OKS-NMS or none) at ``cfg.test.oks_thre`` with the padded crop
+        area, as ``posekit eval`` does.
         """
         if not poses:
             return []
@@ -337,7 +338,7 @@ class PosePredictor:
             nms = self.skeleton.sigmas is not None
         return metrics.coco_keypoint_results(
             [image_id] * len(poses), np.stack([p.keypoints for p in poses]), np.stack([p.scores for p in poses]),
-            [p.box_score for p in poses], areas, nms="oks" if nms else None, oks_threshold=self.cfg.test.oks_thre,
+            [p.box_score for p in poses], areas, nms=self.cfg.test.nms if nms else None, oks_threshold=self.cfg.test.oks_thre,
             keypoint_threshold=self.cfg.test.in_vis_thre, sigmas=self.skeleton.sigmas,
             track_ids=[p.track_id for p in poses])
 

@@ -232,6 +232,10 @@ def run_bench(models: Sequence[Union[str, nn.Module]] = DEFAULT_MODELS, input_hw
             if "onnxruntime" in backends:
                 say("onnxruntime is not installed: skipping that backend")
                 backends = [b for b in backends if b != "onnxruntime"]
+        if openvino_available():
+            import openvino
+
+            machine["openvino"] = openvino.__version__.split("-")[0]
         if {"openvino", "openvino-bf16"} & set(backends) and not openvino_available():
             say("openvino is not installed: skipping its backends")
             backends = [b for b in backends if not b.startswith("openvino")]
@@ -312,7 +316,8 @@ def format_table(result: Dict[str, Any]) -> str:
     """The run as Markdown: a header line on the machine and ceiling, then one table row per result."""
     machine, ceil = result["machine"], result["conv_ceiling"]
     lines = [f"{machine['cpu']}, {machine['threads']} threads, torch {machine['torch']}, onnxruntime "
-             f"{machine.get('onnxruntime') or 'absent'}, native bf16: {'yes' if machine['native_bf16'] else 'no'}, "
+             f"{machine.get('onnxruntime') or 'absent'}, openvino {machine.get('openvino') or 'absent'}, "
+             f"native bf16: {'yes' if machine['native_bf16'] else 'no'}, "
              f"OMP_WAIT_POLICY={machine.get('omp_wait_policy') or 'unset'}"]
     load = machine.get("load_average")
     if load and machine.get("cores") and load[0] > machine["cores"]:

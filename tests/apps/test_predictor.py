@@ -352,6 +352,10 @@ def test_coco_results_of_an_image_are_evaluations_post_processing():
                         image_ids=np.full(3, 5), box_scores=np.array([p.box_score for p in poses]),
                         gt_keypoints=np.zeros((3, 17, 3)))
     assert predictor.to_coco_results(poses, image_id=5) == coco_results(predictor.cfg, preds, COCO)
+    for mode in ("soft_oks", "none"):               # test.nms is followed, as evaluation follows it
+        predictor.cfg.test.nms = mode
+        assert predictor.to_coco_results(poses, image_id=5) == coco_results(predictor.cfg, preds, COCO), mode
+    assert len(predictor.to_coco_results(poses, image_id=5)) == 3
 
 
 def test_draw_returns_an_rgb_image_of_the_same_shape_with_the_skeleton():
