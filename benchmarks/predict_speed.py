@@ -44,7 +44,7 @@ import posekit.evaluation.inference as inference
 from posekit.apps.predictor import PosePredictor, load_rgb
 from posekit.codecs import flip_back
 from posekit.config import load_config
-from posekit.deploy.backends import BACKENDS, BF16_BACKENDS, cpu_has_bf16, inference_model, onnxruntime_available
+from posekit.deploy.backends import BACKENDS, BF16_BACKENDS, backend_unavailable, cpu_has_bf16, inference_model
 from posekit.deploy.bench import calibrate_random_weights
 from posekit.evaluation.inference import decode_to_image, final_heatmaps, predict_heatmaps_multiscale
 from posekit.models import create_model
@@ -261,9 +261,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    backends = args.backends or [b for b in BACKENDS if b != "torch-channels-last"
-                                 and (b != "onnxruntime" or onnxruntime_available())
-                                 and (not b.startswith("openvino") or openvino_installed())
+    backends = args.backends or [b for b in BACKENDS if b != "torch-channels-last" and backend_unavailable(b) is None
                                  and (b not in BF16_BACKENDS or cpu_has_bf16())]
     paths, boxes = coco_people(args.coco, args.images)
     people = sum(len(b) for b in boxes)
@@ -285,12 +283,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         with open(args.json, "w") as f:
             json.dump({"images": len(paths), "people": people, "ms": ms, "max_diff_px": differences}, f, indent=1)
     return 0
-
-
-def openvino_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("openvino") is not None
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import torch
 
 from posekit.config import apply_overrides
 from posekit.build import load_records
-from posekit.deploy.backends import BACKENDS, BF16_BACKENDS, cpu_has_bf16, onnxruntime_available, openvino_available
+from posekit.deploy.backends import BACKENDS, backend_unavailable
 from posekit.evaluation.metrics import pck
 from posekit.models.pretrained import DEFAULT_PRETRAINED, pretrained_config
 from posekit.apps.predictor import PosePredictor, load_rgb
@@ -47,11 +47,9 @@ def measure(args: argparse.Namespace) -> List[Dict[str, Any]]:
     rows: List[Dict[str, Any]] = []
     reference = None
     for backend in BACKENDS:
-        if (backend == "onnxruntime" and not onnxruntime_available()) or (backend.startswith("openvino") and not openvino_available()):
-            print(f"{backend}: not installed, skipped", file=sys.stderr)
-            continue
-        if backend in BF16_BACKENDS and not cpu_has_bf16():
-            print(f"{backend}: this CPU has no native bf16, skipped", file=sys.stderr)
+        reason = backend_unavailable(backend)
+        if reason:
+            print(f"{backend} skipped: {reason}", file=sys.stderr)
             continue
         predictor = PosePredictor.from_config(cfg, device="cpu", backend=backend)
         start = time.perf_counter()

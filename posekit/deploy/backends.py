@@ -466,6 +466,18 @@ def onnxruntime_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
 
 
+def backend_unavailable(backend: str) -> Optional[str]:
+    """Why ``backend`` cannot run here, or None where it can: its package is not installed, or it is
+    ``openvino-bf16`` on a CPU without native bf16 (``torch-bf16`` runs there, emulated and slow)."""
+    if backend == "onnxruntime" and not onnxruntime_available():
+        return "onnxruntime is not installed (the onnx extra)"
+    if backend.startswith("openvino") and not openvino_available():
+        return "openvino is not installed (the openvino extra)"
+    if backend == "openvino-bf16" and not cpu_has_bf16():
+        return "this CPU has no native bf16"
+    return None
+
+
 def auto_backend(device: Union[str, torch.device]) -> str:
     """The backend ``auto`` stands for: the fastest exact one on ``device``. On a GPU plain torch (cuDNN); on a
     CPU with native bf16, OpenVINO in bf16 where it is installed (the ``openvino`` extra), else torch in bf16 (both
@@ -473,12 +485,9 @@ def auto_backend(device: Union[str, torch.device]) -> str:
     extra), else BatchNorm folded into the convs in channels-last."""
     if torch.device(device).type != "cpu":
         return "torch"
-    installed = {"openvino": openvino_available, "openvino-bf16": openvino_available,
-                 "onnxruntime": onnxruntime_available}
+    native_bf16 = cpu_has_bf16()
     for backend in EXACT_CPU_BACKENDS:
-        if backend in BF16_BACKENDS and not cpu_has_bf16():
-            continue
-        if backend not in installed or installed[backend]():
+        if (native_bf16 or backend not in BF16_BACKENDS) and backend_unavailable(backend) is None:
             return backend
     return "torch"
 

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .backends import BACKENDS, BF16_BACKENDS, cpu_has_bf16, inference_model, openvino_available
+from .backends import BACKENDS, BF16_BACKENDS, backend_unavailable, cpu_has_bf16, inference_model, openvino_available
 from ..evaluation.inference import final_heatmaps
 from ..models import create_model
 from .modelcard import settings_for
@@ -229,16 +229,15 @@ def run_bench(models: Sequence[Union[str, nn.Module]] = DEFAULT_MODELS, input_hw
             machine["onnxruntime"] = onnxruntime.__version__
         except ImportError:
             machine["onnxruntime"] = None
-            if "onnxruntime" in backends:
-                say("onnxruntime is not installed: skipping that backend")
-                backends = [b for b in backends if b != "onnxruntime"]
         if openvino_available():
             import openvino
 
             machine["openvino"] = openvino.__version__.split("-")[0]
-        if {"openvino", "openvino-bf16"} & set(backends) and not openvino_available():
-            say("openvino is not installed: skipping its backends")
-            backends = [b for b in backends if not b.startswith("openvino")]
+        for backend in backends:
+            reason = backend_unavailable(backend)
+            if reason:
+                say(f"{reason}: skipping {backend}")
+        backends = [b for b in backends if backend_unavailable(b) is None]
         ceilings: Dict[str, Any] = {"shape": "3x3 conv {}->{} on {}x{}, batch 1".format(*CEILING_SHAPE)}
         if ceiling:
             say("measuring the conv ceiling")

@@ -12,6 +12,7 @@ from torch import nn
 onnx = pytest.importorskip("onnx", reason="the onnx extra (onnx, onnxruntime) is not installed: ONNX export tests skipped")
 pytest.importorskip("onnxruntime", reason="the onnx extra (onnx, onnxruntime) is not installed: ONNX export tests skipped")
 
+from conftest import TwoConvs  # noqa: E402
 from posekit.deploy.bench import calibrate_random_weights  # noqa: E402
 from posekit.weightfiles import save_weights  # noqa: E402
 from posekit.cli import main  # noqa: E402
@@ -454,17 +455,6 @@ class TwoEdges(nn.Module):
         c = self.center(nn.functional.avg_pool2d(x[:, 3:], 3, stride=1, padding=1))
         m = torch.relu(self.middle(torch.cat([a, c], 1)))
         return [self.side(m) * 2 + 1, self.head(m)]
-
-
-class TwoConvs(nn.Module):
-    name, num_keypoints, input_channels = "two_convs", 5, 3
-
-    def __init__(self):
-        super().__init__()
-        self.first, self.head = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 5, 1)
-
-    def forward(self, x):
-        return [self.head(torch.relu(self.first(x)))]
 
 
 def test_edge_layers_are_the_readers_of_the_input_and_the_writers_of_the_outputs():

@@ -10,6 +10,7 @@ import torch
 pytest.importorskip("onnx", reason="the openvino extra (onnx, openvino) is not installed: OpenVINO tests skipped")
 pytest.importorskip("openvino", reason="the openvino extra (onnx, openvino) is not installed: OpenVINO tests skipped")
 
+from conftest import TwoConvs  # noqa: E402
 from posekit.apps.predictor import PosePredictor  # noqa: E402
 from posekit.config import config_from_dict  # noqa: E402
 from posekit.deploy import backends  # noqa: E402
@@ -66,19 +67,6 @@ def test_predictor_on_openvino_gives_torch_poses(tmp_path):
     for a, b in zip(got, expected):
         assert np.allclose(a.keypoints, b.keypoints, atol=1e-3)
         assert np.allclose(a.scores, b.scores, atol=1e-4)
-
-
-class TwoConvs(torch.nn.Module):
-    """Two convolutions, both at an edge of the network: under openvino-bf16 nothing is left to run in bf16."""
-
-    name, num_keypoints, input_channels = "two_convs", 5, 3
-
-    def __init__(self):
-        super().__init__()
-        self.first, self.head = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 5, 1)
-
-    def forward(self, x):
-        return [self.head(torch.relu(self.first(x)))]
 
 
 def runtime_precisions(runner: OpenVinoHeatmapModel) -> dict:
@@ -155,6 +143,8 @@ def test_openvino_bf16_is_refused_where_the_edges_would_not_stay_f32(tmp_path, m
     monkeypatch.setattr(backends, "cpu_has_bf16", lambda: False)
     with pytest.raises(PosekitError, match="needs a CPU that computes bf16 natively"):
         OpenVinoHeatmapModel(onnx_file, bf16=True)
+    assert backends.backend_unavailable("openvino-bf16") == "this CPU has no native bf16"
+    assert backends.backend_unavailable("torch-bf16") is None and backends.backend_unavailable("openvino") is None
 
 
 def test_auto_backend_takes_the_fastest_exact_installed_backend_for_this_cpu(monkeypatch):
